@@ -1,0 +1,34 @@
+# The README's commands. Everything a fresh machine needs (Python 3.11, Node.js) is installed here.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP) $(NPM_STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NPM_STAMP): package.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20 or newer (it brings npm) and rerun" >&2; exit 2; }
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m devhost.demo
+
+bench: install
+	$(PY) bench/localrun.py
+	$(PY) bench/coldstart.py
+
+clean:
+	rm -rf $(VENV) node_modules .state
