@@ -27,7 +27,8 @@ class Settings:
     backend: str = "local"                           # RETRAINER_BACKEND: "azureml" | "local"
     # storage
     storage_connection: str = field(default="", repr=False, metadata={"secret": True})  # AzureWebJobsStorage
-    data_connection_setting: str = "AzureWebJobsStorage"  # RETRAINER_DATA_CONNECTION: setting name
+    data_connection: str = field(default="", repr=False, metadata={"secret": True})  # RETRAINER_DATA_STORAGE
+    data_service_uri: str = ""                       # RETRAINER_DATA_STORAGE__serviceUri (identity-based)
     incoming_path: str = "incoming/{name}"           # RETRAINER_INCOMING_PATH (blob trigger path)
     dataset_prefix: str = ""                         # RETRAINER_DATASET_PREFIX: the timer's dataset folder
     quarantine_container: str = "quarantine"         # RETRAINER_QUARANTINE_CONTAINER
@@ -129,7 +130,8 @@ class Settings:
 _ENV_NAMES = {f.name: "RETRAINER_" + f.name.upper() for f in fields(Settings)}
 _ENV_NAMES.update(
     storage_connection="AzureWebJobsStorage",
-    data_connection_setting="RETRAINER_DATA_CONNECTION",
+    data_connection="RETRAINER_DATA_STORAGE",
+    data_service_uri="RETRAINER_DATA_STORAGE__serviceUri",
     retrain_schedule="RETRAINER_SCHEDULE",
 )
 

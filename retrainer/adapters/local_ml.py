@@ -1,0 +1,169 @@
+"""The local ML backend: the same pipeline definition run by `retrainer.localrun`, MLflow as run store
+and model registry.
+
+`submit` creates the MLflow parent run and returns its id at once; a detached worker process
+(`retrainer.adapters.local_worker`) runs the pipeline and, when it ends, publishes the RunCompleted or
+RunStatusChanged event in Azure ML's schema, as Azure ML would. "Publishing" records the pipeline
+version per endpoint in the state folder, so a changed definition is visible as a new version.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Mapping
+
+from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef
+from retrainer.settings import Settings
+
+PIPELINE_TAG = "retrainer.pipeline"
+RUN_ID_TAG = "retrainer.run_id"
+
+
+class LocalMLBackend:
+    def __init__(self, settings: Settings, blobs: BlobStore):
+        self._settings = settings
+        self._blobs = blobs
+        self._published: dict[str, PublishedPipelineRef] = {}
+        self._lock = threading.Lock()
+
+    # -- pipelines
+
+    def ensure_published(self, pipeline_name: str) -> PublishedPipelineRef:
+        with self._lock:
+            if pipeline_name not in self._published:
+                self._published[pipeline_name] = self._publish(pipeline_name)
+            return self._published[pipeline_name]
+
+    def _publish(self, pipeline_name: str) -> PublishedPipelineRef:
+        from retrainer import pipelines
+
+        definition = self.definition(pipeline_name)
+        version = pipelines.pipeline_version(definition)
+        record = self._settings.state_dir / "endpoints" / f"{self._settings.pipeline_endpoint}.json"
+        previous = json.loads(record.read_text()) if record.exists() else {}
+        newly = previous.get("default_version") != version
+        if newly:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            versions = previous.get("versions", []) + [version]
+            _write_atomically(record, {"pipeline": pipeline_name, "default_version": version,
+                                       "versions": versions})
+        return PublishedPipelineRef(name=pipeline_name, version=version, pipeline_id=version,
+                                    endpoint=self._settings.pipeline_endpoint, newly_published=newly)
+
+    def definition(self, pipeline_name: str):
+        from retrainer import pipelines
+
+        datastore = pipelines.local_datastore(self._settings.datastore, self._settings.incoming_container)
+        return pipelines.load_definition(pipeline_name, datastore=datastore,
+                                         compute_target=self._settings.compute_target)
+
+    # -- runs
+
+    def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
+               tags: Mapping[str, str]) -> RunRef:
+        client = self._client()
+        experiment_id = self._experiment_id(client, experiment)
+        run = client.create_run(experiment_id, run_name=f"{ref.name}-{ref.version[:8]}",
+                                tags={**tags, PIPELINE_TAG: ref.name, "retrainer.pipeline_version": ref.version})
+        run_id = run.info.run_id
+        for name, value in parameters.items():
+            client.log_param(run_id, name, value)
+        self._spawn_worker(run_id, ref.name, experiment, parameters)
+        return RunRef(run_id=run_id, experiment=experiment, tags=dict(tags))
+
+    def _spawn_worker(self, run_id: str, pipeline_name: str, experiment: str,
+                      parameters: Mapping[str, str]) -> None:
+        logs = self._settings.state_dir / "workers"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "retrainer.adapters.local_worker", "--run-id", run_id,
+                   "--pipeline", pipeline_name, "--experiment", experiment,
+                   "--parameters", json.dumps(dict(parameters))]
+        with open(logs / f"{run_id}.log", "ab") as log:
+            # A new session: the run outlives the invocation (and a host restart), as on Azure ML.
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=os.environ.copy())
+
+    def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
+        from retrainer.localrun import store
+
+        run_id = store.find_run_by_tag(self._settings.mlflow_tracking_uri, self._settings.experiment,
+                                       tag_key, tag_value)
+        return RunRef(run_id=run_id, experiment=self._settings.experiment) if run_id else None
+
+    def get_run(self, run_id: str) -> RunInfo:
+        from retrainer.localrun import store
+
+        return store.read_run(self._settings.mlflow_tracking_uri, run_id)
+
+    # -- models (the MLflow model registry)
+
+    def register_model(self, run: RunInfo, name: str, path: str, tags: Mapping[str, str],
+                       properties: Mapping[str, str]) -> ModelRef:
+        import mlflow
+
+        step = run.step(self._settings.model_step)
+        if step is None:
+            raise LookupError(f"run {run.run_id} has no step named {self._settings.model_step!r} "
+                              "(RETRAINER_MODEL_STEP)")
+        client = self._client()
+        try:
+            client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version_tags = {**properties, **tags, RUN_ID_TAG: run.run_id}
+        version = client.create_model_version(name, source=f"runs:/{step.run_id}/{path}",
+                                              run_id=step.run_id, tags=version_tags)
+        return _model_ref(version)
+
+    def current_model(self, name: str) -> ModelRef | None:
+        versions = self._versions(f"name = '{_quote(name)}'")
+        return _model_ref(max(versions, key=lambda v: int(v.version))) if versions else None
+
+    def find_model(self, name: str, run_id: str) -> ModelRef | None:
+        versions = self._versions(f"name = '{_quote(name)}' and tags.`{RUN_ID_TAG}` = '{_quote(run_id)}'")
+        return _model_ref(min(versions, key=lambda v: int(v.version))) if versions else None
+
+    def _versions(self, filter_string: str) -> list:
+        return list(self._client().search_model_versions(filter_string))
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        self._settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return MlflowClient(tracking_uri=self._settings.mlflow_tracking_uri,
+                            registry_uri=self._settings.mlflow_tracking_uri)
+
+    @staticmethod
+    def _experiment_id(client, experiment: str) -> str:
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(experiment)
+        except Exception:
+            # Another process created it between the look-up and the create.
+            return client.get_experiment_by_name(experiment).experiment_id
+
+
+def _model_ref(version) -> ModelRef:
+    # MLflow model versions have tags only: ours are namespaced "retrainer.", the rest are properties.
+    stored = dict(version.tags or {})
+    tags = {k: v for k, v in stored.items() if k.startswith("retrainer.")}
+    properties = {k: v for k, v in stored.items() if k not in tags}
+    return ModelRef(name=version.name, version=int(version.version), run_id=tags.get(RUN_ID_TAG),
+                    tags=tags, properties=properties)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _write_atomically(path: Path, document: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2))
+    temporary.replace(path)

@@ -1,0 +1,131 @@
+"""The detached process behind a local submission: run the pipeline, then report like Azure ML does.
+
+Started by `LocalMLBackend.submit`; reads the same app settings from its environment. When the run ends
+it publishes `Microsoft.MachineLearningServices.RunCompleted` (success) or `RunStatusChanged` (failure)
+in Azure ML's Event Grid schema to RETRAINER_LOCAL_EVENTS_ENDPOINT with azure-eventgrid's
+EventGridPublisherClient.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from retrainer.ports import BlobStore, RunStatus
+from retrainer.settings import Settings
+
+log = logging.getLogger("retrainer.local_worker")
+
+RUN_TYPE = "azureml.PipelineRun"
+
+
+def data_fetcher(settings: Settings, blobs: BlobStore):
+    """`fetch_data` for the runner: a datastore path (a blob, or a folder of blobs) -> a local copy.
+
+    The copy lives under the state folder in a directory named by a hash of the datastore path, so a
+    blob name never becomes a path of its own outside it.
+    """
+    container = settings.incoming_container
+
+    def fetch(datastore_name: str, path_on_datastore: str) -> Path:
+        if datastore_name != settings.datastore:
+            raise ValueError(f"unknown datastore {datastore_name!r}: only RETRAINER_DATASTORE="
+                             f"{settings.datastore!r} is mapped to a local container")
+        digest = hashlib.sha256(f"{container}/{path_on_datastore}".encode()).hexdigest()[:24]
+        root = (settings.state_dir / "data" / digest).resolve()
+        prefix = path_on_datastore.rstrip("/")
+        exact = [b for b in blobs.list(container, prefix) if b.name == prefix]
+        if exact:
+            target = root / "data.csv"
+            root.mkdir(parents=True, exist_ok=True)
+            blobs.download(container, prefix, str(target))
+            return target
+        folder = root / "folder"
+        folder.mkdir(parents=True, exist_ok=True)
+        members = blobs.list(container, prefix + "/" if prefix else "")
+        if not members:
+            raise FileNotFoundError(f"no blob at {container}/{path_on_datastore}")
+        for index, blob in enumerate(sorted(members, key=lambda b: b.name)):
+            blobs.download(container, blob.name, str(folder / f"part-{index:05d}.csv"))
+        return folder
+
+    return fetch
+
+
+def run_event(settings: Settings, run_id: str, experiment: str, experiment_id: str, status: str,
+              tags: dict, properties: dict) -> dict:
+    """The event Azure ML sends when a run ends (Event Grid schema, dataVersion 2)."""
+    event_type = ("Microsoft.MachineLearningServices.RunCompleted" if status == RunStatus.COMPLETED
+                  else "Microsoft.MachineLearningServices.RunStatusChanged")
+    data = {"experimentId": experiment_id, "experimentName": experiment, "runId": run_id,
+            "runType": RUN_TYPE, "runTags": tags, "runProperties": properties}
+    if event_type.endswith("RunStatusChanged"):
+        data["runStatus"] = status
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{event_type}")),
+            "topic": settings.workspace_topic,
+            "subject": f"experiments/{experiment_id}/runs/{run_id}",
+            "eventType": event_type, "eventTime": datetime.now(timezone.utc).isoformat(),
+            "data": data, "dataVersion": "2"}
+
+
+def publish(settings: Settings, event: dict) -> None:
+    from azure.core.credentials import AzureKeyCredential
+    from azure.eventgrid import EventGridEvent, EventGridPublisherClient
+
+    from retrainer.retry import retry
+
+    if not settings.local_events_endpoint:
+        log.warning("RETRAINER_LOCAL_EVENTS_ENDPOINT is not set: run %s ended but no event was sent; "
+                    "the reconcile timer will pick it up", event["data"]["runId"])
+        return
+    client = EventGridPublisherClient(settings.local_events_endpoint,
+                                      AzureKeyCredential(settings.local_events_key or "local"))
+    message = EventGridEvent(subject=event["subject"], event_type=event["eventType"], data=event["data"],
+                             data_version=event["dataVersion"], topic=event["topic"], id=event["id"],
+                             event_time=datetime.fromisoformat(event["eventTime"]))
+    retry(lambda: client.send([message]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from retrainer import bootstrap
+    from retrainer.localrun import run_pipeline
+
+    parser = argparse.ArgumentParser(prog="retrainer.adapters.local_worker")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--parameters", required=True, help="JSON object")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    settings = Settings.from_env()
+    blobs = bootstrap.blob_store(settings)
+    backend = bootstrap.local_backend(settings, blobs)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    parent = client.get_run(args.run_id)
+    status = RunStatus.FAILED
+    try:
+        result = run_pipeline(backend.definition(args.pipeline), parameters=json.loads(args.parameters),
+                              state_dir=settings.state_dir, tracking_uri=settings.mlflow_tracking_uri,
+                              experiment=args.experiment, parent_run_id=args.run_id,
+                              fetch_data=data_fetcher(settings, blobs))
+        status = result.status
+    except Exception:
+        log.exception("run %s could not run", args.run_id)
+        client.set_terminated(args.run_id, status="FAILED")
+    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    event = run_event(settings, args.run_id, args.experiment, parent.info.experiment_id, status, tags,
+                      {"azureml.runsource": "azureml.PipelineRun"})
+    publish(settings, event)
+    log.info("run %s ended %s; event %s sent", args.run_id, status, event["eventType"])
+    return 0 if status == RunStatus.COMPLETED else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Composition root: settings -> adapters -> handler dependencies, built lazily, once per process.
+
+Triggers call `deps()`; nothing here runs at import, so `import function_app` stays light and an
+event that is filtered out never builds a client.
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+from retrainer.settings import Settings, SettingsError
+
+_lock = threading.Lock()
+_deps = None
+
+
+def deps():
+    """The handlers' dependencies for this process (built on first use)."""
+    global _deps
+    with _lock:
+        if _deps is None:
+            _deps = build(Settings.from_env())
+        return _deps
+
+
+def reset() -> None:
+    """Forget the built dependencies (tests, and a dev host that changed the settings)."""
+    global _deps
+    with _lock:
+        _deps = None
+
+
+def build(settings: Settings):
+    from retrainer import pipelines
+    from retrainer.adapters.notify import build_notifier
+    from retrainer.adapters.table_ledger import TableLedger
+    from retrainer.handlers import Deps
+
+    if not settings.storage_connection:
+        raise SettingsError("AzureWebJobsStorage is required: the storage account holding the ledger")
+    blobs = blob_store(settings)
+    return Deps(
+        settings=settings,
+        ledger=TableLedger(settings.storage_connection, settings.ledger_table),
+        blobs=blobs,
+        backend=ml_backend(settings, blobs),
+        notifier=build_notifier(settings),
+        required_columns=pipelines.required_columns(settings.pipeline),
+        clock=lambda: datetime.now(timezone.utc),
+    )
+
+
+def blob_store(settings: Settings):
+    """The data account's blobs, through the blob trigger's connection (RETRAINER_DATA_STORAGE)."""
+    from retrainer.adapters.blob_store import AzureBlobStore
+
+    if settings.data_connection:
+        return AzureBlobStore.from_connection_string(settings.data_connection, settings.quarantine_container)
+    if settings.data_service_uri:
+        return AzureBlobStore.from_service_uri(settings.data_service_uri, settings.quarantine_container)
+    raise SettingsError("RETRAINER_DATA_STORAGE is not set: give the data storage account's connection "
+                        "string, or RETRAINER_DATA_STORAGE__serviceUri for an identity-based connection")
+
+
+def ml_backend(settings: Settings, blobs):
+    if settings.backend == "azureml":
+        from retrainer.adapters.azureml_v1 import AzureMLBackend
+
+        return AzureMLBackend(settings)
+    return local_backend(settings, blobs)
+
+
+def local_backend(settings: Settings, blobs):
+    from retrainer.adapters.local_ml import LocalMLBackend
+
+    return LocalMLBackend(settings, blobs)

@@ -1,0 +1,62 @@
+"""The HTTP API: start a retrain by hand, read the lineage, check health."""
+import json
+
+import azure.functions as func
+
+from retrainer import bootstrap, handlers
+from retrainer.settings import Settings, SettingsError
+from triggers._invoke import log_outcome
+
+bp = func.Blueprint()
+
+MAX_LIMIT = 500
+
+
+@bp.route(route="retrain", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def retrain(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        return _error(400, 'the body is not JSON: send {"data_path": "<container>/<blob or folder>"}')
+    data_path = body.get("data_path") if isinstance(body, dict) else None
+    if not isinstance(data_path, str) or not data_path.strip():
+        return _error(400, 'missing "data_path": send {"data_path": "<container>/<blob or folder>"}')
+    outcome = handlers.retrain_requested(bootstrap.deps(), data_path)
+    log_outcome("retrain", outcome)
+    status = 400 if outcome.action == "rejected" else 202
+    return _json(status, {"action": outcome.action, "key": outcome.key, **outcome.detail})
+
+
+@bp.route(route="runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_runs(req: func.HttpRequest) -> func.HttpResponse:
+    raw = req.params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT} (got {raw!r})")
+    return _json(200, {"runs": handlers.recent_runs(bootstrap.deps(), int(raw))})
+
+
+@bp.route(route="runs/{*key}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_run(req: func.HttpRequest) -> func.HttpResponse:
+    key = req.route_params.get("key", "")
+    record = handlers.lineage(bootstrap.deps(), key)
+    if record is None:
+        return _error(404, f"no ledger record for key {key!r}: list keys with GET /api/runs")
+    return _json(200, record)
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        return _json(503, {"status": "misconfigured", "error": str(error)})
+    return _json(200, {"status": "ok", "settings": settings.public()})
+
+
+def _json(status: int, document: dict) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(document, default=str), status_code=status,
+                             mimetype="application/json")
+
+
+def _error(status: int, message: str) -> func.HttpResponse:
+    return _json(status, {"error": message})
