@@ -1,0 +1,101 @@
+"""Pipeline step "prep": drop rows with missing values, scale the features, write data.csv for "train".
+
+    python prep_diabetes.py --input-data PATH --prepped-data DIR
+
+PATH is a CSV file or a folder of CSV files (every *.csv in it, in name order, concatenated).
+Logs `raw_rows` and `processed_rows` through MLflow: on Azure ML (azureml-mlflow) and under the
+local runner the environment names the run to attach to; run by hand it logs to MLflow's default
+local store. A bad input file exits with status 2 and a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED_COLUMNS = ("Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure", "TricepsThickness",
+                    "SerumInsulin", "BMI", "DiabetesPedigree", "Age", "Diabetic")
+SCALED_COLUMNS = REQUIRED_COLUMNS[:7]  # Pregnancies..DiabetesPedigree; Age and the label stay as they are
+OUTPUT_FILE = "data.csv"
+
+
+class BadInput(Exception):
+    """The input data cannot be used; the message says what is wrong and what to do."""
+
+
+def read_csv_input(path: Path) -> pd.DataFrame:
+    """One CSV file, or every *.csv in a folder concatenated in name order."""
+    if path.is_dir():
+        files = sorted(path.glob("*.csv"))
+        if not files:
+            raise BadInput(f"{path} is a folder with no .csv file in it; pass a CSV file or a folder of them")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise BadInput(f"{path} does not exist; pass a CSV file or a folder of CSV files")
+    return pd.concat([_read_one(file) for file in files], ignore_index=True)
+
+
+def _read_one(file: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(file)
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{file} is empty; it needs a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise BadInput(f"{file} is not a readable CSV file ({reason})") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise BadInput(f"{file} lacks the required column(s) {', '.join(missing)}; "
+                       f"expected {', '.join(REQUIRED_COLUMNS)}")
+    not_numeric = [column for column in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[column])]
+    if not_numeric:
+        raise BadInput(f"{file} has non-numeric values in column(s) {', '.join(not_numeric)}; "
+                       "fix or remove those rows")
+    return frame
+
+
+def prepare(raw: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows with any missing value, then min-max scale the seven measurement columns."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    if raw.empty:
+        raise BadInput("the input has a header but no data rows")
+    prepped = raw.dropna()
+    if prepped.empty:
+        raise BadInput(f"all {len(raw)} rows have a missing value; nothing is left to train on")
+    prepped = prepped.copy()
+    prepped[list(SCALED_COLUMNS)] = MinMaxScaler().fit_transform(prepped[list(SCALED_COLUMNS)])
+    return prepped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-data", type=Path, required=True, help="a CSV file or a folder of CSV files")
+    parser.add_argument("--prepped-data", type=Path, required=True, help="folder to write data.csv into")
+    args = parser.parse_args(argv)
+
+    try:
+        raw = read_csv_input(args.input_data)
+        prepped = prepare(raw)
+    except BadInput as error:
+        print(f"prep: error: {error}", file=sys.stderr)
+        return 2
+
+    args.prepped_data.mkdir(parents=True, exist_ok=True)
+    output = args.prepped_data / OUTPUT_FILE
+    prepped.to_csv(output, index=False)
+
+    import mlflow  # after validation: a bad file fails fast, without MLflow's import time
+
+    with mlflow.start_run():
+        mlflow.log_metrics({"raw_rows": len(raw), "processed_rows": len(prepped)})
+    print(f"prep: {len(raw)} rows read, {len(raw) - len(prepped)} with missing values dropped, "
+          f"{len(prepped)} written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
