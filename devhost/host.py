@@ -1,0 +1,166 @@
+"""The dev host: serves an azure.functions.FunctionApp the way the Functions host does, on one machine.
+
+    python -m retrainer host            (calls main())
+    with DevHost("function_app:app") as host: ...   (tests, the demo)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import uvicorn
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from devhost import azurite
+from devhost.app_loader import AppLoadError, FunctionSpec, load_functions
+from devhost.bindings import Invoker
+from devhost.blob_poller import BlobTriggers
+from devhost.ncrontab import ScheduleError
+from devhost.server import Endpoints
+from devhost.settings import HostSettings, HostSettingsError, load_local_settings
+from devhost.timers import Timers
+
+log = logging.getLogger("devhost")
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+class DevHost:
+    def __init__(self, app_target: str = "function_app:app", settings: HostSettings | None = None, *,
+                 app_dir: Path | None = None) -> None:
+        """`settings` None: read DEVHOST_* from the environment after local.settings.json is loaded."""
+        self.app_target = app_target
+        self.app_dir = Path(app_dir or Path.cwd()).resolve()
+        self._given_settings = settings
+        self.settings: HostSettings | None = None
+        self.functions: list[FunctionSpec] = []
+        self.base_url = ""
+        self.connection_string = ""
+        self._azurite: azurite.Azurite | None = None
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self._invoker: Invoker | None = None
+        self._blob_triggers: BlobTriggers | None = None
+        self._timers: Timers | None = None
+        self._endpoints: Endpoints | None = None
+
+    @property
+    def sink_file(self) -> Path:
+        return self._endpoints.sink_file
+
+    def sink_events(self) -> list[dict]:
+        return self._endpoints.sink_events()
+
+    def start(self) -> "DevHost":
+        """Returns once the functions are indexed, the triggers run and the HTTP server serves."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        load_local_settings(self.app_dir / "local.settings.json")
+        self.settings = settings = self._given_settings or HostSettings.from_env()
+        self.connection_string = os.environ.get(STORAGE_SETTING, "")
+        if not self.connection_string:
+            self._azurite = azurite.start(settings.azurite_dir)
+            self.connection_string = os.environ[STORAGE_SETTING] = self._azurite.connection_string
+            log.info("started Azurite (blob %d, queue %d, table %d)", self._azurite.blob_port,
+                     self._azurite.queue_port, self._azurite.table_port)
+        self.functions = load_functions(self.app_target, self.app_dir)
+        self._invoker = Invoker(settings.workers)
+        blobs = BlobServiceClient.from_connection_string(self.connection_string)
+        queues = QueueServiceClient.from_connection_string(self.connection_string)
+        self._blob_triggers = BlobTriggers(self.functions, blobs, queues, self._invoker, host_id=settings.host_id,
+                                           poll_interval=settings.poll_interval,
+                                           max_dequeue_count=settings.max_dequeue_count)
+        self._timers = Timers(self.functions, blobs, self._invoker, host_id=settings.host_id)
+        self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers)
+        self._serve(settings)
+        self._blob_triggers.start()
+        self._timers.start()
+        for spec in self.functions:
+            log.info("function %s: %s %s", spec.name, spec.trigger_type, _describe_trigger(spec, self.base_url))
+
+    def _serve(self, settings: HostSettings) -> None:
+        config = uvicorn.Config(self._endpoints.asgi(), host=settings.host, port=settings.port,
+                                log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._server_thread.start()
+        while not self._server.started:
+            if not self._server_thread.is_alive():
+                raise HostSettingsError(f"the HTTP server could not listen on {settings.host}:{settings.port} "
+                                        "(port in use? set DEVHOST_PORT)")
+            time.sleep(0.02)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://{settings.host}:{port}"
+
+    def stop(self) -> None:
+        """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite."""
+        for trigger in (self._blob_triggers, self._timers):
+            if trigger:
+                trigger.stop()
+        if self._server:
+            self._server.should_exit = True
+            self._server_thread.join()
+            self._server = None
+        if self._invoker:
+            self._invoker.shutdown()
+            self._invoker = None
+        if self._azurite:
+            self._azurite.stop()
+            self._azurite = None
+            if os.environ.get(STORAGE_SETTING) == self.connection_string:
+                del os.environ[STORAGE_SETTING]
+
+    def __enter__(self) -> "DevHost":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _describe_trigger(spec: FunctionSpec, base_url: str) -> str:
+    trigger = spec.trigger
+    if spec.trigger_type == "httpTrigger":
+        return f"{base_url}/api/{trigger.get('route') or spec.name} (auth {str(trigger.get('authLevel')).lower()})"
+    if spec.trigger_type == "blobTrigger":
+        return f"path {trigger['path']}" + (" (+ Event Grid webhook)" if trigger.get("source") == "EventGrid" else "")
+    if spec.trigger_type == "timerTrigger":
+        return f"schedule {trigger['schedule']}"
+    return f"{base_url}/runtime/webhooks/eventgrid?functionName={spec.name}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the host until SIGINT/SIGTERM. Returns the exit code."""
+    parser = argparse.ArgumentParser(prog="retrainer host", description=__doc__.splitlines()[0])
+    parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
+    parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of the app and local.settings.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    host = DevHost(args.app, app_dir=args.app_dir)
+    try:
+        host.start()
+    except (AppLoadError, HostSettingsError, ScheduleError, azurite.AzuriteError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    log.info("dev host serving at %s; Ctrl+C stops it", host.base_url)
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping: letting in-flight invocations finish")
+    host.stop()
+    return 0

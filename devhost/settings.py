@@ -1,0 +1,95 @@
+"""Dev host settings: `local.settings.json` as Core Tools reads it, then DEVHOST_* variables."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, MutableMapping
+
+
+class HostSettingsError(ValueError):
+    """A dev host setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    host: str = "127.0.0.1"                  # DEVHOST_HOST
+    port: int = 7071                         # DEVHOST_PORT (0: a free port)
+    poll_interval: float = 1.0               # DEVHOST_POLL_INTERVAL: seconds between blob container scans
+    workers: int = 4                         # DEVHOST_WORKERS: invocations running at once
+    max_dequeue_count: int = 5               # DEVHOST_MAX_DEQUEUE_COUNT: failures before a blob is poison
+    host_id: str = "devhost"                 # DEVHOST_HOST_ID: names receipts and timer status blobs
+    auth: bool = True                        # DEVHOST_AUTH: off accepts every request without a key
+    master_key: str | None = field(default=None, repr=False)     # DEVHOST_MASTER_KEY: admin level, any level
+    function_key: str | None = field(default=None, repr=False)   # DEVHOST_FUNCTION_KEY: function level
+    eventgrid_key: str | None = field(default=None, repr=False)  # DEVHOST_EVENTGRID_KEY: the webhooks' system key
+    sink_key: str | None = field(default=None, repr=False)       # DEVHOST_SINK_KEY: x-retrainer-key on /sink
+    azurite_dir: Path | None = None          # DEVHOST_AZURITE_DIR: Azurite data folder (unset: in memory)
+    state_dir: Path = Path(".state")         # DEVHOST_STATE_DIR: the sink's events.jsonl
+
+    def __post_init__(self) -> None:
+        if self.auth:
+            for name, value in (("DEVHOST_MASTER_KEY", self.master_key),
+                                ("DEVHOST_EVENTGRID_KEY", self.eventgrid_key)):
+                if not value:
+                    raise HostSettingsError(f"{name} is required (or set DEVHOST_AUTH=off for local use)")
+        if self.poll_interval <= 0 or self.workers < 1 or self.max_dequeue_count < 1:
+            raise HostSettingsError("DEVHOST_POLL_INTERVAL must be > 0, DEVHOST_WORKERS and "
+                                    "DEVHOST_MAX_DEQUEUE_COUNT >= 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "HostSettings":
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name, (attr, kind) in _VARIABLES.items():
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            try:
+                values[attr] = kind(raw)
+            except ValueError:
+                raise HostSettingsError(f"{name} must be a {kind.__name__} (got {raw!r})") from None
+        return cls(**values)
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "on", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(raw)
+
+
+_flag.__name__ = "on/off flag"
+
+_VARIABLES = {
+    "DEVHOST_HOST": ("host", str), "DEVHOST_PORT": ("port", int),
+    "DEVHOST_POLL_INTERVAL": ("poll_interval", float), "DEVHOST_WORKERS": ("workers", int),
+    "DEVHOST_MAX_DEQUEUE_COUNT": ("max_dequeue_count", int), "DEVHOST_HOST_ID": ("host_id", str),
+    "DEVHOST_AUTH": ("auth", _flag), "DEVHOST_MASTER_KEY": ("master_key", str),
+    "DEVHOST_FUNCTION_KEY": ("function_key", str), "DEVHOST_EVENTGRID_KEY": ("eventgrid_key", str),
+    "DEVHOST_SINK_KEY": ("sink_key", str), "DEVHOST_AZURITE_DIR": ("azurite_dir", Path),
+    "DEVHOST_STATE_DIR": ("state_dir", Path),
+}
+
+
+def load_local_settings(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Copy `Values` of local.settings.json into the environment, keeping variables already set
+    (as Core Tools does). Returns the names it set. A missing file is fine."""
+    environ = os.environ if environ is None else environ
+    if not path.exists():
+        return []
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (ValueError, AttributeError):
+        raise HostSettingsError(f"{path} is not valid JSON with a \"Values\" object; "
+                                "see local.settings.example.json") from None
+    if not isinstance(values, dict):
+        raise HostSettingsError(f"{path}: \"Values\" must be an object of setting names to strings")
+    added = []
+    for name, value in values.items():
+        if name not in environ:
+            environ[name] = "" if value is None else str(value)
+            added.append(name)
+    return added
