@@ -68,11 +68,11 @@ def check_data_file(name: str, size: int, prefix: bytes, *, max_bytes: int,
     rejection = check_name(name)
     if rejection:
         return rejection
-    if size == 0 or not prefix.strip():
-        return Rejection(Reason.EMPTY, f"{name} is empty; upload a CSV file with a header row and data rows")
     if size > max_bytes:
         return Rejection(Reason.TOO_LARGE, f"{name} is {size} bytes, over the {max_bytes}-byte limit "
                                            "(RETRAINER_MAX_FILE_BYTES); split it into smaller files")
+    if size == 0 or not prefix.strip():
+        return Rejection(Reason.EMPTY, f"{name} is empty; upload a CSV file with a header row and data rows")
     whole = len(prefix) >= size
     text = _decode(prefix, whole)
     if text is None:
@@ -92,6 +92,11 @@ def _decode(prefix: bytes, whole: bool) -> str | None:
 
 
 def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> Rejection | None:
+    first = text.lstrip()[:1]
+    if first in ("{", "[", "<"):
+        kind = "XML or HTML" if first == "<" else "JSON"
+        return Rejection(Reason.NOT_CSV, f"{name} looks like {kind}, not CSV; export the data as "
+                                         "comma-separated values with a header row")
     if not whole:
         cut = max(text.rfind("\n"), text.rfind("\r"))
         if cut < 0:

@@ -1,0 +1,490 @@
+"""The use cases: data arrived, retrain due, retrain requested, run finished, reconcile, and the lineage reads.
+
+Plain functions over `Deps` (the ports, the settings, a clock). Events arrive at least once and in any
+order, so each effect is guarded:
+- a key is claimed in the ledger (insert-if-absent) before anything happens; a duplicate has no effect;
+- a submit is preceded by `find_run` on the key tag, so a retry after a crash never makes a second run;
+- registration looks for a model version of the run first;
+- a notification id is derived from (key, type), and the row records whether it went out, so a resend
+  after a crash carries the same id.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator, Mapping
+
+from retrainer import policy
+from retrainer.events import BlobCreated, DomainEvent, RunEvent
+from retrainer.ports import (BlobInfo, BlobStore, ConcurrencyError, Ledger, LedgerEntry, MLBackend, Notifier,
+                             RunInfo, RunStatus, State)
+from retrainer.settings import Settings
+from retrainer.validation import PREFIX_BYTES, Rejection, check_data_file, check_name
+
+log = logging.getLogger("retrainer")
+
+MAX_ATTEMPTS = 3        # rereads after a ConcurrencyError before giving the event back to its retry
+
+# notification types
+DATA_REJECTED = "retrainer.data.rejected"
+MODEL_REGISTERED = "retrainer.model.registered"
+MODEL_REJECTED = "retrainer.model.rejected"
+RUN_FAILED = "retrainer.run.failed"
+
+
+class Action:
+    SUBMITTED = "submitted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    IGNORED = "ignored"
+    REGISTERED = "registered"
+    MODEL_REJECTED = "model_rejected"
+    FAILED = "failed"
+    NO_NEW_DATA = "no_new_data"
+    RUNNING = "running"         # reconcile: the run has not ended yet
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    ledger: Ledger
+    blobs: BlobStore
+    backend: MLBackend
+    notifier: Notifier
+    required_columns: tuple[str, ...]
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str                 # an Action value
+    key: str | None             # the ledger key, when there is one
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- data arrived / retrain requested
+
+def data_arrived(deps: Deps, container: str, name: str, trigger: str = "blob") -> Outcome:
+    """A data file landed: validate it from a bounded prefix, then submit the pipeline on it, once."""
+    try:
+        info = deps.blobs.properties(container, name)
+    except FileNotFoundError:
+        return _done(Action.IGNORED, None, f"blob {container}/{name} no longer exists")
+    key = policy.blob_key(container, name, info.etag)
+    taken = _take(deps, key, trigger, _file_fields(info, trigger))
+    if isinstance(taken, Outcome):
+        return taken
+    return _validate_and_submit(deps, taken, info, trigger)
+
+
+def retrain_requested(deps: Deps, data_path: str) -> Outcome:
+    """POST /api/retrain: `data_path` is '<container>/<blob or folder>' in the incoming container."""
+    container, _, path = data_path.strip().partition("/")
+    path = path.rstrip("/")
+    incoming = deps.settings.incoming_container
+    if container != incoming:
+        return _done(Action.REJECTED, None, f"data_path {data_path!r} is not in container {incoming!r}; "
+                     f"send '{incoming}/<blob or folder>'", reason_code="bad_path")
+    rejection = check_name(path)
+    if rejection:
+        return _done(Action.REJECTED, None, rejection.message, reason_code=rejection.reason_code)
+    return _requested(deps, policy.manual_key(uuid.uuid4().hex), container, path)
+
+
+def _requested(deps: Deps, key: str, container: str, path: str) -> Outcome:
+    try:
+        info = deps.blobs.properties(container, path)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        taken = _take(deps, key, "manual", _file_fields(info, "manual"))
+        return taken if isinstance(taken, Outcome) else _validate_and_submit(deps, taken, info, "manual")
+    files = [b for b in deps.blobs.list(container, path + "/") if b.size > 0]
+    if not files:
+        return _done(Action.REJECTED, None, f"no data at {container}/{path}: give an existing blob or a folder "
+                     "holding CSV files", reason_code="not_found")
+    taken = _take(deps, key, "manual", {"trigger": "manual", "container": container, "data_path": path,
+                                        "files": len(files)})
+    return taken if isinstance(taken, Outcome) else _submit(deps, taken, path, "manual")
+
+
+def _file_fields(info: BlobInfo, trigger: str) -> dict[str, Any]:
+    return {"trigger": trigger, "container": info.container, "blob": info.name,
+            "blob_etag": policy.normalize_etag(info.etag), "size": info.size, "data_path": info.name}
+
+
+def _validate_and_submit(deps: Deps, entry: LedgerEntry, info: BlobInfo, trigger: str) -> Outcome:
+    settings = deps.settings
+    readable = check_name(info.name) is None and 0 < info.size <= settings.max_file_bytes
+    prefix = deps.blobs.read_prefix(info.container, info.name, PREFIX_BYTES) if readable else b""
+    rejection = check_data_file(info.name, info.size, prefix, max_bytes=settings.max_file_bytes,
+                                required_columns=deps.required_columns)
+    if rejection:
+        return _reject_data(deps, entry, info, rejection)
+    return _submit(deps, entry, info.name, trigger, blob=info.name, etag=info.etag)
+
+
+def _reject_data(deps: Deps, entry: LedgerEntry, info: BlobInfo, rejection: Rejection) -> Outcome:
+    quarantined = deps.blobs.quarantine(info.container, info.name, rejection.message)
+    final = _transition(deps, entry, State.REJECTED, {
+        "reason_code": rejection.reason_code, "reason": rejection.message, "quarantine": quarantined,
+        **_pending_notification(entry.key, DATA_REJECTED)})
+    if final is None:
+        return _settled_elsewhere(deps, entry.key)
+    _send_notification(deps, final)
+    return _done(Action.REJECTED, entry.key, rejection.message, level=logging.WARNING,
+                 reason_code=rejection.reason_code, quarantine=quarantined)
+
+
+def _submit(deps: Deps, entry: LedgerEntry, data_path: str, trigger: str, *, blob: str | None = None,
+            etag: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
+    settings = deps.settings
+    ref = deps.backend.ensure_published(settings.pipeline)
+    run = deps.backend.find_run(policy.TAG_KEY, entry.key)    # a crashed attempt may have submitted already
+    if run is None:
+        tags = policy.run_tags(entry.key, trigger, ref.version, blob=blob, etag=etag)
+        run = deps.backend.submit(ref, {"input_data": data_path}, settings.experiment, tags)
+    recorded = _transition(deps, entry, State.SUBMITTED, {
+        "run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "pipeline_version": ref.version,
+        "pipeline_id": ref.pipeline_id, "endpoint": ref.endpoint, **(extra or {})})
+    if recorded is None:        # the run's event (or reconcile) got there first: the run is recorded
+        return _settled_elsewhere(deps, entry.key)
+    return _done(Action.SUBMITTED, entry.key, f"run {run.run_id} on {data_path or '<container root>'} "
+                 f"(pipeline {ref.name} {ref.version})", run_id=run.run_id, pipeline_version=ref.version)
+
+
+# ---------------------------------------------------------------- retrain due (timer)
+
+def retrain_due(deps: Deps, schedule_name: str, scheduled_time: datetime, past_due: bool = False) -> Outcome:
+    """A schedule came due: retrain on the dataset folder when it holds data newer than the last training.
+    The key is the scheduled time, so a tick delivered again (past-due, restart) counts once."""
+    settings = deps.settings
+    key = policy.timer_key(schedule_name, scheduled_time)
+    taken = _take(deps, key, "timer", {"trigger": "timer", "schedule": schedule_name,
+                                       "scheduled_time": scheduled_time, "past_due": past_due})
+    if isinstance(taken, Outcome):
+        return taken
+    folder = settings.dataset_prefix.rstrip("/")
+    files = deps.blobs.list(settings.incoming_container, settings.dataset_prefix)
+    newest = policy.newest_data(files)
+    watermark = _watermark(deps)
+    if not policy.has_new_data(newest, watermark):
+        final = _transition(deps, taken, State.NO_NEW_DATA, {"data_newest": newest, "watermark": watermark})
+        if final is None:
+            return _settled_elsewhere(deps, key)
+        return _done(Action.NO_NEW_DATA, key, f"nothing in {settings.incoming_container}/{folder} is newer than "
+                     f"{watermark.isoformat() if watermark else 'the last training'}")
+    return _submit(deps, taken, folder, "timer",
+                   extra={"container": settings.incoming_container, "data_path": folder,
+                          "data_newest": newest, "files": len(files)})
+
+
+def _watermark(deps: Deps) -> datetime | None:
+    entry = deps.ledger.get(policy.watermark_key(deps.settings.pipeline))
+    value = entry.fields.get("data_newest") if entry else None
+    return value if isinstance(value, datetime) else None
+
+
+def _advance_watermark(deps: Deps, data_newest: datetime) -> None:
+    """Record that training succeeded on data up to `data_newest` (never moves back)."""
+    key = policy.watermark_key(deps.settings.pipeline)
+    claim = deps.ledger.claim(key, "watermark", {"data_newest": data_newest})
+    entry = claim.entry
+    for _ in range(MAX_ATTEMPTS):
+        current = entry.fields.get("data_newest")
+        if entry.state == State.HANDLED and isinstance(current, datetime) and current >= data_newest:
+            return
+        try:
+            # HANDLED keeps the row out of the reconcile sweep of CLAIMED rows
+            deps.ledger.update(entry, State.HANDLED, {"data_newest": max(data_newest, current)
+                               if isinstance(current, datetime) else data_newest})
+            return
+        except ConcurrencyError:
+            entry = deps.ledger.get(key) or entry
+    raise ConcurrencyError(f"watermark {key!r} kept changing; the event will be retried")
+
+
+# ---------------------------------------------------------------- run finished
+
+def run_finished(deps: Deps, event: DomainEvent) -> Outcome:
+    """An Azure ML run event: gate, register or reject the model, or report the failure; exactly once."""
+    if not isinstance(event, RunEvent):
+        kind = "BlobCreated" if isinstance(event, BlobCreated) else event.type
+        return _done(Action.IGNORED, None, f"event {event.id} of type {kind} is not a run event")
+    reason = policy.ignore_run_event(event, deps.settings)
+    if reason:
+        return _done(Action.IGNORED, None, f"event {event.id}: {reason}")
+    key = event.run_tags[policy.TAG_KEY]
+    entry = deps.ledger.get(key)
+    if entry is None:
+        return _done(Action.IGNORED, key, f"run {event.run_id} carries key {key!r}, which this ledger never "
+                     "claimed (another deployment on the same workspace?)", level=logging.WARNING)
+    recorded = entry.fields.get("run_id")
+    if recorded and recorded != event.run_id and entry.state not in State.FINAL:
+        return _done(Action.IGNORED, key, f"run {event.run_id} is not the run recorded for this key ({recorded})")
+    return _finish(deps, entry, event.run_id)
+
+
+def _finish(deps: Deps, entry: LedgerEntry, run_id: str, info: RunInfo | None = None) -> Outcome:
+    """Decide the end of `run_id` for `entry`: register, reject the model, or record the failure.
+    `info`, when the caller already read the run, saves a second read."""
+    for _ in range(MAX_ATTEMPTS):
+        if entry.state in State.FINAL:
+            return _duplicate(deps, entry)
+        held = _finishing_lease(deps, entry)
+        if held:
+            return _done(Action.DUPLICATE, entry.key, f"run {run_id} is being finished by another worker "
+                         f"since {held.isoformat()}")
+        try:
+            # a lease on the row: two deliveries of one event must not both register a model
+            entry = deps.ledger.update(entry, entry.state, {"finishing_since": deps.clock(), "run_id": run_id})
+            break
+        except ConcurrencyError:
+            entry = _reread(deps, entry)
+    else:
+        raise ConcurrencyError(f"ledger row {entry.key!r} kept changing; the event will be retried")
+
+    info = info or deps.backend.get_run(run_id)
+    if info.status not in RunStatus.TERMINAL:
+        try:
+            deps.ledger.update(entry, entry.state, {"finishing_since": None})
+        except ConcurrencyError:
+            pass    # the lease simply expires
+        return _done(Action.RUNNING, entry.key, f"run {run_id} is {info.status} per the backend; waiting")
+    if info.status == RunStatus.COMPLETED:
+        decided, fields, message = _decide_model(deps, entry, info)
+    else:
+        decided, fields, message = _run_failed(info)
+    final = _settle(deps, entry, decided, {"finishing_since": None, "run_status": info.status, **fields,
+                                           **_pending_notification(entry.key, _NOTIFICATION[decided])})
+    if final is None:
+        return _settled_elsewhere(deps, entry.key)
+    if decided != State.FAILED and entry.kind == "timer" and isinstance(entry.fields.get("data_newest"), datetime):
+        _advance_watermark(deps, entry.fields["data_newest"])
+    _send_notification(deps, final)
+    action = {State.REGISTERED: Action.REGISTERED, State.MODEL_REJECTED: Action.MODEL_REJECTED,
+              State.FAILED: Action.FAILED}[decided]
+    level = logging.INFO if decided == State.REGISTERED else logging.WARNING
+    return _done(action, entry.key, message, level=level, run_id=run_id,
+                 **{k: v for k, v in fields.items() if k in ("model_version", "reason", "failed_step", "log")})
+
+
+_NOTIFICATION = {State.REGISTERED: MODEL_REGISTERED, State.MODEL_REJECTED: MODEL_REJECTED,
+                 State.FAILED: RUN_FAILED}
+
+
+def _decide_model(deps: Deps, entry: LedgerEntry, run: RunInfo) -> tuple[str, dict[str, Any], str]:
+    settings = deps.settings
+    step = run.step(settings.model_step)
+    metrics = dict(step.metrics) if step and step.metrics else run.metrics
+    # Already registered (a crash after registering): the champion would now be this very model.
+    model = deps.backend.find_model(settings.model_name, run.run_id)
+    if model is None:
+        champion = deps.backend.current_model(settings.model_name)
+        gate = policy.quality_gate(metrics, champion, settings)
+        decision = {"metric": gate.metric, "metric_value": gate.value, "champion_value": gate.champion,
+                    "champion_version": champion.version if champion else None, "reason": gate.reason}
+        if not gate.passed:
+            return State.MODEL_REJECTED, decision, f"model of run {run.run_id} rejected: {gate.reason}"
+        tags = {policy.TAG_KEY: entry.key, "retrainer.run_id": run.run_id,
+                "retrainer.data": f"{entry.fields.get('container', '')}/{entry.fields.get('data_path', '')}",
+                policy.TAG_PIPELINE_VERSION: str(entry.fields.get("pipeline_version", ""))}
+        properties = {name: _metric_text(value) for name, value in metrics.items()}
+        model = deps.backend.register_model(run, settings.model_name, settings.model_path, tags, properties)
+    else:
+        decision = {"reason": f"version {model.version} was already registered from run {run.run_id}"}
+    fields = {**decision, "model_name": model.name, "model_version": model.version}
+    return State.REGISTERED, fields, f"registered {model.name} v{model.version} from run {run.run_id}: " \
+                                     f"{decision['reason']}"
+
+
+def _run_failed(run: RunInfo) -> tuple[str, dict[str, Any], str]:
+    step = run.failed_step()
+    fields = {"failed_step": step.name if step else None, "log": step.log_location if step else None,
+              "error": run.error}
+    where = f"step {step.name} failed; log: {step.log_location or 'not available'}" if step else \
+        (run.error or "no step failed (cancelled?)")
+    return State.FAILED, fields, f"run {run.run_id} {run.status}: {where}"
+
+
+def _metric_text(value: Any) -> str:
+    number = policy.metric_value(value)
+    return repr(number) if number is not None else str(value)
+
+
+def _finishing_lease(deps: Deps, entry: LedgerEntry) -> datetime | None:
+    """When another worker holds the finishing lease of this row, since when."""
+    since = entry.fields.get("finishing_since")
+    if isinstance(since, datetime) and deps.clock() - since < timedelta(minutes=deps.settings.claim_lease_minutes):
+        return since
+    return None
+
+
+# ---------------------------------------------------------------- reconcile
+
+def reconcile(deps: Deps) -> Iterator[Outcome]:
+    """Finish rows whose run ended without an event reaching us, and close claims whose holder died."""
+    settings, now = deps.settings, deps.clock()
+    for entry in deps.ledger.list_in_state(State.SUBMITTED, now - timedelta(minutes=settings.run_deadline_minutes)):
+        yield _guarded(entry, lambda e=entry: _reconcile_submitted(deps, e))
+    for entry in deps.ledger.list_in_state(State.CLAIMED, now - timedelta(minutes=settings.claim_lease_minutes)):
+        if policy.claim_is_stale(entry, now, settings.claim_lease_minutes):
+            yield _guarded(entry, lambda e=entry: _reconcile_claimed(deps, e))
+
+
+def _guarded(entry: LedgerEntry, work: Callable[[], Outcome]) -> Outcome:
+    """One row's trouble must not stop the sweep: it is logged and the row is tried next time."""
+    try:
+        return work()
+    except Exception as error:  # noqa: BLE001 - reported per row, retried by the next sweep
+        return _done(Action.FAILED, entry.key, f"reconcile could not settle the row: {error}",
+                     level=logging.ERROR, error=str(error))
+
+
+def _reconcile_submitted(deps: Deps, entry: LedgerEntry) -> Outcome:
+    run_id = entry.fields.get("run_id")
+    if not run_id:
+        return _done(Action.IGNORED, entry.key, "submitted row without a run id")
+    info = deps.backend.get_run(run_id)
+    if info.status not in RunStatus.TERMINAL:
+        return _done(Action.RUNNING, entry.key, f"run {run_id} is still {info.status}", run_id=run_id)
+    return _finish(deps, entry, run_id, info)
+
+
+def _reconcile_claimed(deps: Deps, entry: LedgerEntry) -> Outcome:
+    """The holder died between claim and record: drive the use case again; `_take` finds its run or retakes."""
+    fields = entry.fields
+    container, path = fields.get("container"), fields.get("data_path")
+    if entry.kind == "timer":
+        return retrain_due(deps, fields["schedule"], fields["scheduled_time"], bool(fields.get("past_due")))
+    if entry.kind == "blob" and container and fields.get("blob"):
+        outcome = data_arrived(deps, container, fields["blob"], fields.get("trigger", "blob"))
+        if outcome.key == entry.key:
+            return outcome
+        # the blob changed or went away since: this key's work can no longer be done
+        final = _transition(deps, entry, State.FAILED, {"reason": f"abandoned: {outcome.detail.get('message')}"})
+        return _done(Action.FAILED, entry.key, "abandoned claim closed: the blob changed or is gone") \
+            if final else _settled_elsewhere(deps, entry.key)
+    if entry.kind == "manual" and container and path is not None:
+        return _requested(deps, entry.key, container, path)
+    return _done(Action.IGNORED, entry.key, f"stale {entry.kind} claim with no data path; left as is",
+                 level=logging.WARNING)
+
+
+# ---------------------------------------------------------------- lineage reads (HTTP API)
+
+def lineage(deps: Deps, key: str) -> dict[str, Any] | None:
+    entry = deps.ledger.get(key)
+    return None if entry is None else lineage_record(entry)
+
+
+def recent_runs(deps: Deps, limit: int) -> list[dict[str, Any]]:
+    """The newest ledger rows (watermark bookkeeping left out), newest first."""
+    rows = [e for e in deps.ledger.recent(limit + 1) if e.kind != "watermark"]
+    return [lineage_record(e) for e in rows[:limit]]
+
+
+def lineage_record(entry: LedgerEntry) -> dict[str, Any]:
+    """The ledger row as plain JSON-ready data: the notification payload and the API's answer."""
+    return {"key": entry.key, "kind": entry.kind, "state": entry.state, "created": entry.created.isoformat(),
+            "updated": entry.updated.isoformat(),
+            **{name: value.isoformat() if isinstance(value, datetime) else value
+               for name, value in sorted(entry.fields.items()) if value is not None}}
+
+
+# ---------------------------------------------------------------- claims and transitions
+
+def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerEntry | Outcome:
+    """Own `key` (a row in CLAIMED this caller may work on), or the Outcome that ends the call."""
+    claim = deps.ledger.claim(key, kind, fields)
+    if claim.won:
+        return claim.entry
+    entry = claim.entry
+    if not policy.claim_is_stale(entry, deps.clock(), deps.settings.claim_lease_minutes):
+        return _duplicate(deps, entry)
+    # The holder died. If it got as far as submitting, record its run; otherwise retake the key.
+    run = deps.backend.find_run(policy.TAG_KEY, key)
+    if run is not None:
+        recorded = _transition(deps, entry, State.SUBMITTED, {"run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "recovered": True,
+            "pipeline_version": run.tags.get(policy.TAG_PIPELINE_VERSION)})
+        if recorded is None:
+            return _settled_elsewhere(deps, key)
+        return _done(Action.SUBMITTED, key, f"recovered run {run.run_id} of a claim whose holder died",
+                     run_id=run.run_id, recovered=True)
+    try:
+        retaken = deps.ledger.update(entry, State.CLAIMED, {**fields, "retaken_at": deps.clock()})
+    except ConcurrencyError:
+        return _settled_elsewhere(deps, key)
+    log.info("retook stale claim %s (no run carries it)", key)
+    return retaken
+
+
+def _transition(deps: Deps, entry: LedgerEntry, state: str, fields: Mapping[str, Any]) -> LedgerEntry | None:
+    """Move the row to `state`; None when another worker moved it to another state first."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return deps.ledger.update(entry, state, fields)
+        except ConcurrencyError:
+            current = _reread(deps, entry)
+            if current.state != entry.state:
+                return None
+            entry = current     # only fields changed (e.g. a finishing lease): apply ours on top
+    raise ConcurrencyError(f"ledger row {entry.key!r} kept changing; the event will be retried")
+
+
+def _settle(deps: Deps, entry: LedgerEntry, state: str, fields: Mapping[str, Any]) -> LedgerEntry | None:
+    """Like `_transition`, but a row moved from CLAIMED to SUBMITTED meanwhile (the submitter recording
+    the run) is still ours to finish."""
+    for _ in range(MAX_ATTEMPTS):
+        final = _transition(deps, entry, state, fields)
+        if final is not None:
+            return final
+        entry = _reread(deps, entry)
+        if entry.state in State.FINAL:
+            return None
+    raise ConcurrencyError(f"ledger row {entry.key!r} kept changing; the event will be retried")
+
+
+def _reread(deps: Deps, entry: LedgerEntry) -> LedgerEntry:
+    current = deps.ledger.get(entry.key)
+    if current is None:     # rows are never deleted
+        raise LookupError(f"ledger row {entry.key!r} disappeared")
+    return current
+
+
+def _duplicate(deps: Deps, entry: LedgerEntry) -> Outcome:
+    """The key was handled (or is being handled): no new effect, but finish a notification a crash cut off."""
+    if entry.state in State.FINAL and entry.fields.get("notified") is False:
+        _send_notification(deps, entry)
+    return _done(Action.DUPLICATE, entry.key, f"already {entry.state}", state=entry.state,
+                 run_id=entry.fields.get("run_id"))
+
+
+def _settled_elsewhere(deps: Deps, key: str) -> Outcome:
+    entry = deps.ledger.get(key)
+    state = entry.state if entry else "unknown"
+    return _done(Action.DUPLICATE, key, f"another worker moved the row to {state} first", state=state)
+
+
+# ---------------------------------------------------------------- notifications and logging
+
+def _pending_notification(key: str, event_type: str) -> dict[str, Any]:
+    return {"notification_type": event_type, "notification_id": policy.notification_id(key, event_type),
+            "notified": False}
+
+
+def _send_notification(deps: Deps, entry: LedgerEntry) -> None:
+    """Publish the row's pending notification, then mark it sent (a crash between resends the same id)."""
+    event_type, event_id = entry.fields["notification_type"], entry.fields["notification_id"]
+    deps.notifier.publish(event_id, event_type, entry.key, lineage_record(entry))
+    try:
+        deps.ledger.update(entry, entry.state, {"notified": True, "notified_at": deps.clock()})
+    except ConcurrencyError:
+        log.info("notification %s for %s sent; its row changed meanwhile, left unmarked", event_type, entry.key)
+
+
+def _done(action: str, key: str | None, message: str, *, level: int = logging.INFO, **detail: Any) -> Outcome:
+    log.log(level, "%s %s: %s", action, key or "-", message)
+    return Outcome(action, key, {"message": message, **{k: v for k, v in detail.items() if v is not None}})
