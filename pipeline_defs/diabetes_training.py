@@ -1,0 +1,51 @@
+"""The lab's diabetes training pipeline: prep (clean + scale) -> train (fit, evaluate, save the model).
+
+Written with the real azureml v1 classes so the same definition is published to Azure ML and run by
+`retrainer.localrun`. Importing this module is light (validation reads REQUIRED_COLUMNS); azureml is
+imported inside `build`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure", "TricepsThickness", "SerumInsulin", "BMI",
+    "DiabetesPedigree", "Age", "Diabetic",
+)
+
+SOURCE_DIRECTORY = Path(__file__).resolve().parents[1] / "step_scripts"
+ENVIRONMENT_FILE = "environment.yml"   # the step environment spec, next to the scripts
+DEFAULT_DATA_PATH = "diabetes.csv"      # path on the datastore when no input_data is given
+
+
+def build(datastore: Any, compute_target: str, *,
+          source_directory: Path = SOURCE_DIRECTORY) -> tuple[list[Any], dict[str, Any]]:
+    """The steps and the pipeline parameters. `source_directory` defaults to the repo's step_scripts/."""
+    from azureml.core import Environment
+    from azureml.core.runconfig import RunConfiguration
+    from azureml.data.datapath import DataPath, DataPathComputeBinding
+    from azureml.pipeline.core import PipelineData, PipelineParameter
+    from azureml.pipeline.steps import PythonScriptStep
+
+    source_directory = Path(source_directory)
+    runconfig = RunConfiguration()
+    runconfig.environment = Environment.from_conda_specification(
+        "diabetes-env", str(source_directory / ENVIRONMENT_FILE))
+
+    input_data = PipelineParameter(name="input_data",
+                                   default_value=DataPath(datastore=datastore, path_on_datastore=DEFAULT_DATA_PATH))
+    input_binding = (input_data, DataPathComputeBinding(mode="mount"))
+    prepped_data = PipelineData("prepped_data", datastore=datastore)
+
+    prep = PythonScriptStep(
+        name="prep", script_name="prep_diabetes.py", source_directory=str(source_directory),
+        arguments=["--input-data", input_binding, "--prepped-data", prepped_data],
+        inputs=[input_binding], outputs=[prepped_data],
+        compute_target=compute_target, runconfig=runconfig, allow_reuse=True)
+    train = PythonScriptStep(
+        name="train", script_name="train_diabetes.py", source_directory=str(source_directory),
+        arguments=["--training-data", prepped_data],
+        inputs=[prepped_data],
+        compute_target=compute_target, runconfig=runconfig, allow_reuse=True)
+    return [prep, train], {"input_data": input_data}

@@ -1,0 +1,164 @@
+"""MLflow as the local run store: one parent run per pipeline run, one child run per step.
+
+Plain MlflowClient calls only (no fluent state, no autolog), so one process can drive parallel steps.
+Run ids are MLflow run ids; statuses are mapped to Azure ML's strings (ports.RunStatus).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from retrainer.ports import RunInfo, RunStatus, StepRunInfo
+
+TAG_STEP = "retrainer.step"
+TAG_PIPELINE = "retrainer.pipeline"
+TAG_REUSE_KEY = "retrainer.reuse_key"
+TAG_OUTPUTS = "retrainer.outputs"         # JSON {PipelineData name: folder} of an executed step
+TAG_LOG = "retrainer.log_path"
+TAG_ERROR = "retrainer.error"
+TAG_REUSED_FROM = "reused_from"           # the child run that actually executed the step
+LOG_ARTIFACT_DIR = "logs"
+
+_TO_RUN_STATUS = {"RUNNING": RunStatus.RUNNING, "SCHEDULED": RunStatus.QUEUED, "FINISHED": RunStatus.COMPLETED,
+                  "FAILED": RunStatus.FAILED, "KILLED": RunStatus.CANCELED}
+_MAX_TAG = 5000
+
+
+class RunNotFoundError(LookupError):
+    """No MLflow run has this id."""
+
+
+@dataclass(frozen=True)
+class ReusableStep:
+    run_id: str                  # the child run that executed the step
+    outputs: dict[str, Path]     # its PipelineData folders
+
+
+class RunStore:
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:    # created meanwhile by another process
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def start_parent(self, experiment: str, name: str, tags: Mapping[str, str], parent_run_id: str | None) -> str:
+        if parent_run_id is None:
+            run = self.client.create_run(self.experiment_id(experiment), tags=dict(tags), run_name=name)
+            return run.info.run_id
+        self._require(parent_run_id)
+        self.client.log_batch(parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.update_run(parent_run_id, status="RUNNING")
+        return parent_run_id
+
+    def start_child(self, parent_run_id: str, step: str, tags: Mapping[str, str]) -> tuple[str, str]:
+        """Create the step's run under the parent; returns (run id, experiment id)."""
+        experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        run = self.client.create_run(experiment_id, run_name=step,
+                                     tags={MLFLOW_PARENT_RUN_ID: parent_run_id, TAG_STEP: step, **tags})
+        return run.info.run_id, experiment_id
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v[:_MAX_TAG]) for k, v in tags.items()])
+
+    def finish(self, run_id: str, succeeded: bool) -> None:
+        self.client.set_terminated(run_id, status="FINISHED" if succeeded else "FAILED")
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def log_folder(self, run_id: str, folder: Path, artifact_path: str | None) -> None:
+        if folder.is_dir() and any(folder.iterdir()):
+            self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def find_reusable(self, reuse_key: str) -> ReusableStep | None:
+        """The newest finished step run with this key whose output folders still exist."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        runs = self.client.search_runs(
+            experiments, f"tags.`{TAG_REUSE_KEY}` = '{reuse_key}' and attributes.status = 'FINISHED'",
+            max_results=5, order_by=["attributes.start_time DESC"])
+        for run in runs:
+            outputs = {name: Path(folder) for name, folder in json.loads(run.data.tags.get(TAG_OUTPUTS, "{}")).items()}
+            if all(folder.is_dir() for folder in outputs.values()):
+                return ReusableStep(run.info.run_id, outputs)
+        return None
+
+    def copy_results(self, source_run_id: str, target_run_id: str) -> dict[str, float]:
+        """Give the target run the source's metrics, params and artifacts (its own log aside)."""
+        source = self.client.get_run(source_run_id)
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            target_run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in source.data.metrics.items()],
+            params=[Param(k, v) for k, v in source.data.params.items()])
+        with tempfile.TemporaryDirectory() as scratch:
+            for item in self.client.list_artifacts(source_run_id):
+                if item.path == LOG_ARTIFACT_DIR:
+                    continue
+                local = Path(self.client.download_artifacts(source_run_id, item.path, scratch))
+                if local.is_dir():
+                    self.client.log_artifacts(target_run_id, str(local), item.path)
+                else:
+                    parent = str(Path(item.path).parent)
+                    self.client.log_artifact(target_run_id, str(local), None if parent == "." else parent)
+        return dict(source.data.metrics)
+
+    def _require(self, run_id: str):
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as error:
+            raise RunNotFoundError(f"no MLflow run {run_id!r} in {self.tracking_uri}") from error
+
+
+def read_run(tracking_uri: str, run_id: str) -> RunInfo:
+    """A pipeline run (parent) with its step runs, statuses mapped to Azure ML's strings."""
+    store = RunStore(tracking_uri)
+    parent = store._require(run_id)
+    children = store.client.search_runs(
+        [parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'",
+        order_by=["attributes.start_time ASC"], max_results=1000)
+    steps = [StepRunInfo(name=child.data.tags.get(TAG_STEP, child.info.run_name),
+                         run_id=child.info.run_id,
+                         status=_TO_RUN_STATUS.get(child.info.status, RunStatus.RUNNING),
+                         metrics=dict(child.data.metrics),
+                         log_location=child.data.tags.get(TAG_LOG),
+                         reused=TAG_REUSED_FROM in child.data.tags)
+             for child in children]
+    return RunInfo(run_id=run_id, status=_TO_RUN_STATUS.get(parent.info.status, RunStatus.RUNNING),
+                   tags={k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")},
+                   steps=steps, error=parent.data.tags.get(TAG_ERROR))
+
+
+def find_run_by_tag(tracking_uri: str, experiment: str, key: str, value: str) -> str | None:
+    """The newest top-level run in the experiment with tag key=value, if any."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], f"tags.`{key}` = '{_quote(value)}'",
+                              order_by=["attributes.start_time DESC"], max_results=10)
+    top_level = [run for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags]
+    return top_level[0].info.run_id if top_level else None
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def tag_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,79 @@
+"""Pipeline definitions: find one in pipeline_defs/ by name, build it, and fingerprint it.
+
+Light at import: azureml is imported only when a definition is built.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFINITIONS_PACKAGE = "pipeline_defs"
+DEFINITIONS_DIR = Path(__file__).resolve().parents[1] / DEFINITIONS_PACKAGE
+
+
+class UnknownPipelineError(ValueError):
+    """No pipeline definition has this name."""
+
+
+@dataclass(frozen=True)
+class PipelineDefinition:
+    name: str
+    steps: tuple
+    parameters: Mapping[str, Any]
+    environment_file: Path | None
+
+
+def known_pipelines() -> list[str]:
+    return sorted(p.stem for p in DEFINITIONS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_definition(name: str, *, datastore: Any, compute_target: str) -> PipelineDefinition:
+    """Build the named definition's steps and parameters (imports azureml)."""
+    module = _module(name)
+    steps, parameters = module.build(datastore, compute_target)
+    environment_file = getattr(module, "ENVIRONMENT_FILE", None)
+    source = getattr(module, "SOURCE_DIRECTORY", None)
+    env_path = Path(source) / environment_file if environment_file and source else None
+    return PipelineDefinition(name=name, steps=tuple(steps), parameters=dict(parameters),
+                              environment_file=env_path)
+
+
+def required_columns(name: str) -> tuple[str, ...]:
+    """The data columns the named pipeline needs (no azureml import)."""
+    return tuple(_module(name).REQUIRED_COLUMNS)
+
+
+def local_datastore(name: str, container: str, account: str = "devstoreaccount1") -> Any:
+    """An AzureBlobDatastore that needs no workspace: enough for DataPath and PipelineData."""
+    from azureml.data.azure_storage_datastore import AzureBlobDatastore
+
+    return AzureBlobDatastore(workspace=None, name=name, container_name=container, account_name=account)
+
+
+def pipeline_version(definition: PipelineDefinition) -> str:
+    """Content hash of the definition: step graph, parameter names and defaults, every file under each
+    source directory, and the environment spec. Equal definitions give equal versions on any machine."""
+    from retrainer.hashing import DigestCache
+    from retrainer.localrun.graph import describe_parameter, describe_step, read_graph
+
+    digests = DigestCache()
+    nodes = read_graph(definition.steps)
+    sources = {str(node.source_directory): digests.tree(node.source_directory) for node in nodes}
+    document = {
+        "name": definition.name,
+        "steps": [describe_step(node, source_digest=sources[str(node.source_directory)]) for node in nodes],
+        "parameters": {name: describe_parameter(value) for name, value in sorted(definition.parameters.items())},
+        "environment_file": (digests.file(definition.environment_file)
+                             if definition.environment_file and definition.environment_file.is_file() else None),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _module(name: str):
+    if name not in known_pipelines():
+        raise UnknownPipelineError(f"unknown pipeline {name!r}; known pipelines: {', '.join(known_pipelines())}")
+    return importlib.import_module(f"{DEFINITIONS_PACKAGE}.{name}")
