@@ -35,7 +35,11 @@ def read_csv_input(path: Path) -> pd.DataFrame:
         files = [path]
     else:
         raise BadInput(f"{path} does not exist; pass a CSV file or a folder of CSV files")
-    return pd.concat([_read_one(file) for file in files], ignore_index=True)
+    frames = [_read_one(file) for file in files]
+    # A header-only file adds no rows; leaving it out keeps its empty (text) columns from
+    # turning the numeric columns of the others into text.
+    with_rows = [frame for frame in frames if not frame.empty]
+    return pd.concat(with_rows or frames[:1], ignore_index=True)
 
 
 def _read_one(file: Path) -> pd.DataFrame:
@@ -51,7 +55,7 @@ def _read_one(file: Path) -> pd.DataFrame:
         raise BadInput(f"{file} lacks the required column(s) {', '.join(missing)}; "
                        f"expected {', '.join(REQUIRED_COLUMNS)}")
     not_numeric = [column for column in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[column])]
-    if not_numeric:
+    if not_numeric and not frame.empty:
         raise BadInput(f"{file} has non-numeric values in column(s) {', '.join(not_numeric)}; "
                        "fix or remove those rows")
     return frame

@@ -53,6 +53,8 @@ def read_training_data(path: Path) -> pd.DataFrame:
         raise BadInput(f"{path} lacks the column(s) {', '.join(missing)}; "
                        f"expected {', '.join((*FEATURES, LABEL))}")
     data = data[[*FEATURES, LABEL]]
+    if data.empty:
+        raise BadInput(f"{path} has no data rows; rerun the prep step on data that has some")
     if data.isna().any(axis=None):
         raise BadInput(f"{path} has missing values; run the prep step on it first")
     if not all(pd.api.types.is_numeric_dtype(data[column]) for column in data.columns):
