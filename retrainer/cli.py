@@ -1,0 +1,110 @@
+"""Command line: `python -m retrainer <command>`. Each command is a subparser; heavy imports happen inside
+the command, so `--help` and bad input answer at once."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(ValueError):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m retrainer",
+                                     description="Event-driven retraining for Azure ML pipelines.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    add_run_local(commands)
+    return parser
+
+
+def add_run_local(commands: argparse._SubParsersAction) -> None:
+    run_local = commands.add_parser(
+        "run-local", help="run a pipeline definition on this machine (steps reused when nothing changed)",
+        description="Run a pipeline from pipeline_defs/ on this machine, with MLflow (SQLite) as the run store.")
+    run_local.add_argument("pipeline", help="a pipeline definition name, e.g. diabetes_training")
+    run_local.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                           help="override a pipeline parameter; a data parameter takes a local file or folder")
+    run_local.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    run_local.add_argument("--state-dir", type=Path, default=None,
+                           help="local state folder (default: RETRAINER_STATE_DIR or .state)")
+    run_local.set_defaults(command=run_local_command)
+
+
+def run_local_command(args: argparse.Namespace) -> int:
+    parameters = _parse_params(args.param)
+    from retrainer.pipelines import UnknownPipelineError, load_definition, local_datastore, pipeline_version
+    from retrainer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        if args.state_dir is not None:
+            settings = _with_state_dir(settings, args.state_dir)
+        definition = load_definition(args.pipeline, compute_target=settings.compute_target,
+                                     datastore=local_datastore(settings.datastore, settings.incoming_container))
+    except (SettingsError, UnknownPipelineError) as error:
+        raise BadInput(str(error)) from None
+
+    from retrainer.localrun import PipelineDefinitionError, PipelineInputError, run_pipeline
+
+    try:
+        result = run_pipeline(definition, parameters=parameters, state_dir=settings.state_dir,
+                              tracking_uri=settings.mlflow_tracking_uri, experiment=settings.experiment,
+                              tags={"retrainer.pipeline_version": pipeline_version(definition)})
+    except (PipelineInputError, PipelineDefinitionError) as error:
+        raise BadInput(str(error)) from None
+
+    if args.json:
+        print(json.dumps({
+            "run_id": result.run_id, "status": result.status,
+            "steps": [{"name": s.name, "status": s.status, "reused": s.reused, "seconds": round(s.seconds, 3)}
+                      for s in result.steps],
+            "metrics": result.metrics}, indent=2))
+    else:
+        _print_text(result, settings.mlflow_tracking_uri)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    return EXIT_OK if result.status == "Completed" else EXIT_FAILED
+
+
+def _parse_params(raw: list[str]) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for item in raw:
+        name, separator, value = item.partition("=")
+        if not separator or not name.strip():
+            raise BadInput(f"--param {item!r} must look like NAME=VALUE, e.g. input_data=data/diabetes_sample.csv")
+        parameters[name.strip()] = value
+    return parameters
+
+
+def _with_state_dir(settings, state_dir: Path):
+    from dataclasses import replace
+
+    return replace(settings, state_dir=state_dir)
+
+
+def _print_text(result, tracking_uri: str) -> None:
+    print(f"run {result.run_id}: {result.status}")
+    width = max((len(s.name) for s in result.steps), default=4)
+    for step in result.steps:
+        outcome = "reused" if step.reused else {"Completed": "ran", "Failed": "FAILED"}.get(step.status, "not run")
+        print(f"  {step.name:<{width}}  {outcome:<7} {step.seconds:7.2f} s")
+    for name, value in result.metrics.items():
+        print(f"  {name} = {value:g}" if isinstance(value, float) else f"  {name} = {value}")
+    print(f"browse: mlflow ui --backend-store-uri {tracking_uri}")
