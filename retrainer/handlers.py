@@ -73,7 +73,7 @@ def data_arrived(deps: Deps, container: str, name: str, trigger: str = "blob") -
     except FileNotFoundError:
         return _done(Action.IGNORED, None, f"blob {container}/{name} no longer exists")
     key = policy.blob_key(container, name, info.etag)
-    taken = _take(deps, key, trigger, _file_fields(info, trigger))
+    taken = _take(deps, key, "blob", _file_fields(info, trigger))
     if isinstance(taken, Outcome):
         return taken
     return _validate_and_submit(deps, taken, info, trigger)
@@ -87,6 +87,9 @@ def retrain_requested(deps: Deps, data_path: str) -> Outcome:
     if container != incoming:
         return _done(Action.REJECTED, None, f"data_path {data_path!r} is not in container {incoming!r}; "
                      f"send '{incoming}/<blob or folder>'", reason_code="bad_path")
+    if not path:
+        return _done(Action.REJECTED, None, f"data_path {data_path!r} names no blob or folder; send "
+                     f"'{incoming}/<blob or folder>'", reason_code="bad_path")
     rejection = check_name(path)
     if rejection:
         return _done(Action.REJECTED, None, rejection.message, reason_code=rejection.reason_code)
@@ -94,14 +97,13 @@ def retrain_requested(deps: Deps, data_path: str) -> Outcome:
 
 
 def _requested(deps: Deps, key: str, container: str, path: str) -> Outcome:
-    try:
-        info = deps.blobs.properties(container, path)
-    except FileNotFoundError:
-        info = None
+    # one listing answers both "is it a blob" and "is it a folder", and needs no adapter-specific not-found error
+    listed = deps.blobs.list(container, path)
+    info = next((b for b in listed if b.name == path), None)
     if info is not None:
         taken = _take(deps, key, "manual", _file_fields(info, "manual"))
         return taken if isinstance(taken, Outcome) else _validate_and_submit(deps, taken, info, "manual")
-    files = [b for b in deps.blobs.list(container, path + "/") if b.size > 0]
+    files = [b for b in listed if b.name.startswith(path + "/") and b.size > 0]
     if not files:
         return _done(Action.REJECTED, None, f"no data at {container}/{path}: give an existing blob or a folder "
                      "holding CSV files", reason_code="not_found")

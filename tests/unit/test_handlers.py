@@ -555,6 +555,7 @@ def test_a_requested_retrain_of_a_bad_file_is_rejected_like_a_blob(deps):
 
 
 @pytest.mark.parametrize("path, what", [("other/diabetes.csv", "not in container 'incoming'"),
+                                        ("incoming/", "names no blob or folder"),
                                         ("incoming/../x.csv", "'..' segment"),
                                         ("incoming/nothing-here.csv", "no data at")])
 def test_a_requested_retrain_of_a_bad_path_is_refused_with_a_message(deps, path, what):
