@@ -33,7 +33,11 @@ POISON_QUEUE = "webjobs-blobtrigger-poison"
 class BlobVersion:
     container: str
     name: str
-    etag: str  # quoted, as Storage returns it
+    etag: str  # quoted, as the host writes it in receipts
+
+    def __post_init__(self) -> None:
+        # Listing returns ETags bare, blob properties return them quoted: one form for one version.
+        object.__setattr__(self, "etag", f'"{self.etag.strip(chr(34))}"')
 
 
 class BlobPattern:
@@ -68,6 +72,10 @@ class BlobTriggers:
             return
         for container in {p.container for p in self._patterns.values()} | {HOSTS_CONTAINER}:
             self._create_container(container)
+        try:
+            self._poison_queue().create_queue()
+        except ResourceExistsError:
+            pass
         for name in self._specs:
             self._load_receipts(name)
         self._thread.start()
@@ -175,15 +183,14 @@ class BlobTriggers:
         spec = self._specs[function_name]
         message = {"Type": "BlobTrigger", "FunctionId": spec.function_id, "BlobType": "BlockBlob",
                    "ContainerName": version.container, "BlobName": version.name, "ETag": version.etag}
-        queue = self._queues.get_queue_client(POISON_QUEUE, message_encode_policy=TextBase64EncodePolicy())
-        try:
-            queue.create_queue()
-        except ResourceExistsError:
-            pass
-        queue.send_message(json.dumps(message))
+        self._poison_queue().send_message(json.dumps(message))
         self._write_receipt(function_name, version, {"Status": "Poisoned", "Failures": str(failures)})
         log.error("function=%s blob=%s/%s failed %d times: moved to queue %s, no more retries", function_name,
                   version.container, version.name, failures, POISON_QUEUE)
+
+    def _poison_queue(self):
+        # Base64 like the host's queue messages, so a queue trigger on the poison queue can read them.
+        return self._queues.get_queue_client(POISON_QUEUE, message_encode_policy=TextBase64EncodePolicy())
 
     def _receipt_prefix(self, function_name: str) -> str:
         return f"blobreceipts/{self._host_id}/{self._specs[function_name].function_id}/"
