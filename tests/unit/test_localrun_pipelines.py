@@ -1,0 +1,90 @@
+"""The lab pipeline definition, the loader and the pipeline version."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrainer.pipelines import (PipelineDefinition, UnknownPipelineError, load_definition, local_datastore,
+                                 pipeline_version, required_columns)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load():
+    return load_definition("diabetes_training", datastore=local_datastore("training_data", "incoming"),
+                           compute_target="cpu-cluster")
+
+
+def test_the_lab_pipeline_is_prep_then_train_on_a_mounted_data_path():
+    from azureml.data.datapath import DataPath
+
+    from retrainer.localrun.graph import DataInput, Intermediate, read_graph
+
+    definition = load()
+    prep, train = read_graph(definition.steps)
+
+    assert (prep.name, prep.script_name, train.name, train.script_name) == (
+        "prep", "prep_diabetes.py", "train", "train_diabetes.py")
+    assert prep.arguments == ("--input-data", DataInput("input_data", "training_data", "diabetes.csv", "mount"),
+                              "--prepped-data", Intermediate("prepped_data", "prep"))
+    assert train.arguments == ("--training-data", Intermediate("prepped_data", "prep"))
+    assert prep.allow_reuse and train.allow_reuse
+    assert prep.source_directory == ROOT / "step_scripts"
+    assert prep.environment.name == "diabetes-env"
+    assert isinstance(definition.parameters["input_data"].default_value, DataPath)
+    assert definition.environment_file == ROOT / "step_scripts" / "environment.yml"
+    assert [s._compute_target for s in definition.steps] == ["cpu-cluster", "cpu-cluster"]
+
+
+def test_required_columns_are_read_without_importing_azureml():
+    code = ("import sys; from retrainer.pipelines import required_columns; "
+            "print(','.join(required_columns('diabetes_training'))); "
+            "print(any(m.startswith(('azureml', 'mlflow')) for m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    columns, heavy_imported = output.stdout.split()
+    assert columns.split(",") == list(required_columns("diabetes_training"))
+    assert "PlasmaGlucose" in columns and "Diabetic" in columns and "PatientID" not in columns
+    assert heavy_imported == "False"
+
+
+def test_an_unknown_pipeline_names_the_known_ones():
+    with pytest.raises(UnknownPipelineError, match="unknown pipeline 'nope'; known pipelines: .*diabetes_training"):
+        required_columns("nope")
+    with pytest.raises(UnknownPipelineError):
+        load_definition("../etc/passwd", datastore=None, compute_target="x")
+
+
+def test_the_version_is_stable_and_follows_every_file_of_the_source_directory(tmp_path):
+    from pipeline_defs import diabetes_training
+
+    source = tmp_path / "step_scripts"
+    shutil.copytree(ROOT / "step_scripts", source, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def version():
+        steps, parameters = diabetes_training.build(local_datastore("training_data", "incoming"), "cpu-cluster",
+                                                    source_directory=source)
+        return pipeline_version(PipelineDefinition("diabetes_training", tuple(steps), parameters,
+                                                   source / "environment.yml"))
+
+    first = version()
+    assert version() == first and len(first) >= 16
+
+    (source / "notes.txt").write_text("any file counts")
+    second = version()
+    assert second != first
+
+    (source / "environment.yml").write_text((source / "environment.yml").read_text() + "\n# changed\n")
+    assert version() not in (first, second)
+
+
+def test_the_version_follows_parameter_defaults():
+    first = pipeline_version(load())
+    other = load_definition("diabetes_training", datastore=local_datastore("other_store", "incoming"),
+                            compute_target="cpu-cluster")
+
+    assert pipeline_version(other) != first
