@@ -90,6 +90,17 @@ def _describe(function: Any, environ: Mapping[str, str]) -> FunctionSpec:
     return FunctionSpec(name=name, trigger=resolved, user_function=user_function)
 
 
+def storage_connection(spec: FunctionSpec, environ: Mapping[str, str] | None = None) -> str:
+    """The connection string named by a blob trigger's `connection` (the host also tries AzureWebJobs<name>)."""
+    environ = os.environ if environ is None else environ
+    setting = spec.trigger.get("connection") or "AzureWebJobsStorage"
+    value = environ.get(setting) or environ.get(f"AzureWebJobs{setting}")
+    if not value:
+        raise AppLoadError(f"function {spec.name!r}: connection setting {setting!r} is not set; the dev host "
+                           "needs a storage connection string there")
+    return value
+
+
 def resolve(value: str, environ: Mapping[str, str], where: str) -> str:
     """Replace %NAME% binding expressions with app settings, as the host does."""
     def setting(match: re.Match) -> str:

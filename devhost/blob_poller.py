@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
 
-from devhost.app_loader import FunctionSpec
+from devhost.app_loader import FunctionSpec, storage_connection
 from devhost.bindings import Invoker, Outcome, blob_argument
 
 log = logging.getLogger("devhost")
@@ -54,11 +54,17 @@ class BlobPattern:
 
 
 class BlobTriggers:
-    def __init__(self, specs: Iterable[FunctionSpec], blobs: BlobServiceClient, queues: QueueServiceClient,
-                 invoker: Invoker, *, host_id: str, poll_interval: float, max_dequeue_count: int) -> None:
+    def __init__(self, specs: Iterable[FunctionSpec], host_storage: str, invoker: Invoker, *, host_id: str,
+                 poll_interval: float, max_dequeue_count: int) -> None:
+        """`host_storage`: AzureWebJobsStorage (receipts, poison queue); each trigger's blobs come
+        from the account its `connection` setting names."""
         self._specs = {s.name: s for s in specs if s.trigger_type == "blobTrigger"}
         self._patterns = {name: BlobPattern(s.trigger["path"]) for name, s in self._specs.items()}
-        self._blobs, self._queues, self._invoker = blobs, queues, invoker
+        self._data = {name: BlobServiceClient.from_connection_string(storage_connection(s))
+                      for name, s in self._specs.items()}
+        self._blobs = BlobServiceClient.from_connection_string(host_storage)
+        self._queues = QueueServiceClient.from_connection_string(host_storage)
+        self._invoker = invoker
         self._host_id, self._interval, self._max_failures = host_id, poll_interval, max_dequeue_count
         self._lock = threading.Lock()
         self._settled: set[tuple[str, BlobVersion]] = set()       # receipted: complete or poisoned
@@ -70,8 +76,9 @@ class BlobTriggers:
     def start(self) -> None:
         if not self._specs:
             return
-        for container in {p.container for p in self._patterns.values()} | {HOSTS_CONTAINER}:
-            self._create_container(container)
+        self._create_container(self._blobs, HOSTS_CONTAINER)
+        for name, pattern in self._patterns.items():
+            self._create_container(self._data[name], pattern.container)
         try:
             self._poison_queue().create_queue()
         except ResourceExistsError:
@@ -95,7 +102,7 @@ class BlobTriggers:
         if not self._patterns[function_name].matches(container, name):
             return False
         try:
-            etag = self._blobs.get_blob_client(container, name).get_blob_properties().etag
+            etag = self._data[function_name].get_blob_client(container, name).get_blob_properties().etag
         except ResourceNotFoundError:
             return False
         self._dispatch(function_name, BlobVersion(container, name, etag), reason="event")
@@ -104,7 +111,7 @@ class BlobTriggers:
     def run_now(self, function_name: str, container: str, name: str) -> bool:
         """A manual run (admin endpoint): invoke whatever its receipts say; False if the blob is missing."""
         try:
-            etag = self._blobs.get_blob_client(container, name).get_blob_properties().etag
+            etag = self._data[function_name].get_blob_client(container, name).get_blob_properties().etag
         except ResourceNotFoundError:
             return False
         spec = self._specs[function_name]
@@ -115,7 +122,7 @@ class BlobTriggers:
         while not self._stopping.is_set():
             for function_name, pattern in self._patterns.items():
                 try:
-                    for blob in self._blobs.get_container_client(pattern.container).list_blobs():
+                    for blob in self._data[function_name].get_container_client(pattern.container).list_blobs():
                         if pattern.matches(pattern.container, blob.name):
                             self._dispatch(function_name, BlobVersion(pattern.container, blob.name, blob.etag),
                                            reason="new blob")
@@ -135,7 +142,7 @@ class BlobTriggers:
         future.add_done_callback(lambda done: self._settle(function_name, version, done))
 
     def _argument(self, spec: FunctionSpec, version: BlobVersion) -> object:
-        client = self._blobs.get_blob_client(version.container, version.name)
+        client = self._data[spec.name].get_blob_client(version.container, version.name)
         # Read the version the trigger saw: an overwrite since then is a new version, triggered on its own.
         downloader = client.download_blob(etag=version.etag, match_condition=MatchConditions.IfNotModified)
         props = downloader.properties
@@ -153,7 +160,7 @@ class BlobTriggers:
                 with self._lock:
                     self._settled.add(key)
                 return
-            if not self._still_there(version):
+            if not self._still_there(function_name, version):
                 log.info("function=%s blob=%s/%s changed or went away before it was read: that version is "
                          "skipped", function_name, version.container, version.name)
                 return
@@ -172,9 +179,9 @@ class BlobTriggers:
             with self._lock:
                 self._in_flight.discard(key)
 
-    def _still_there(self, version: BlobVersion) -> bool:
+    def _still_there(self, function_name: str, version: BlobVersion) -> bool:
         try:
-            return self._blobs.get_blob_client(version.container, version.name).get_blob_properties().etag \
+            return self._data[function_name].get_blob_client(version.container, version.name).get_blob_properties().etag \
                 == version.etag
         except ResourceNotFoundError:
             return False
@@ -212,9 +219,10 @@ class BlobTriggers:
             else:
                 self._failures[key] = int(metadata.get("Failures", "0"))
 
-    def _create_container(self, name: str) -> None:
+    @staticmethod
+    def _create_container(service: BlobServiceClient, name: str) -> None:
         try:
-            self._blobs.create_container(name)
+            service.create_container(name)
         except ResourceExistsError:
             pass
 

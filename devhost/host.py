@@ -17,7 +17,6 @@ from typing import Sequence
 
 import uvicorn
 from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from devhost import azurite
 from devhost.app_loader import AppLoadError, FunctionSpec, load_functions
@@ -50,6 +49,7 @@ class DevHost:
         self._blob_triggers: BlobTriggers | None = None
         self._timers: Timers | None = None
         self._endpoints: Endpoints | None = None
+        self._replaced_settings: dict[str, str | None] = {}
 
     @property
     def sink_file(self) -> Path:
@@ -71,25 +71,36 @@ class DevHost:
         load_local_settings(self.app_dir / "local.settings.json")
         self.settings = settings = self._given_settings or HostSettings.from_env()
         self.connection_string = os.environ.get(STORAGE_SETTING, "")
-        if not self.connection_string:
-            self._azurite = azurite.start(settings.azurite_dir)
-            self.connection_string = os.environ[STORAGE_SETTING] = self._azurite.connection_string
-            log.info("started Azurite (blob %d, queue %d, table %d)", self._azurite.blob_port,
-                     self._azurite.queue_port, self._azurite.table_port)
+        if _development_storage(self.connection_string):
+            self._start_azurite(settings)
         self.functions = load_functions(self.app_target, self.app_dir)
         self._invoker = Invoker(settings.workers)
-        blobs = BlobServiceClient.from_connection_string(self.connection_string)
-        queues = QueueServiceClient.from_connection_string(self.connection_string)
-        self._blob_triggers = BlobTriggers(self.functions, blobs, queues, self._invoker, host_id=settings.host_id,
-                                           poll_interval=settings.poll_interval,
+        self._blob_triggers = BlobTriggers(self.functions, self.connection_string, self._invoker,
+                                           host_id=settings.host_id, poll_interval=settings.poll_interval,
                                            max_dequeue_count=settings.max_dequeue_count)
-        self._timers = Timers(self.functions, blobs, self._invoker, host_id=settings.host_id)
+        self._timers = Timers(self.functions, BlobServiceClient.from_connection_string(self.connection_string),
+                              self._invoker, host_id=settings.host_id)
         self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers)
         self._serve(settings)
         self._blob_triggers.start()
         self._timers.start()
         for spec in self.functions:
             log.info("function %s: %s %s", spec.name, spec.trigger_type, _describe_trigger(spec, self.base_url))
+
+    def _start_azurite(self, settings: HostSettings) -> None:
+        """No storage configured (or UseDevelopmentStorage=true): our own Azurite backs every setting
+        that asks for development storage, as well as AzureWebJobsStorage."""
+        self._azurite = azurite.start(settings.azurite_dir)
+        self.connection_string = self._azurite.connection_string
+        for name, value in list(os.environ.items()):
+            if name == STORAGE_SETTING or (value and _development_storage(value)):
+                self._replaced_settings[name] = value
+                os.environ[name] = self.connection_string
+        if STORAGE_SETTING not in self._replaced_settings:
+            self._replaced_settings[STORAGE_SETTING] = None
+            os.environ[STORAGE_SETTING] = self.connection_string
+        log.info("started Azurite (blob %d, queue %d, table %d) for %s", self._azurite.blob_port,
+                 self._azurite.queue_port, self._azurite.table_port, ", ".join(sorted(self._replaced_settings)))
 
     def _serve(self, settings: HostSettings) -> None:
         config = uvicorn.Config(self._endpoints.asgi(), host=settings.host, port=settings.port,
@@ -120,14 +131,22 @@ class DevHost:
         if self._azurite:
             self._azurite.stop()
             self._azurite = None
-            if os.environ.get(STORAGE_SETTING) == self.connection_string:
-                del os.environ[STORAGE_SETTING]
+        for name, value in self._replaced_settings.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._replaced_settings.clear()
 
     def __enter__(self) -> "DevHost":
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _development_storage(connection: str) -> bool:
+    return not connection or connection.replace(" ", "").lower() == "usedevelopmentstorage=true"
 
 
 def _describe_trigger(spec: FunctionSpec, base_url: str) -> str:

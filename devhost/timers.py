@@ -1,14 +1,17 @@
 """Timer triggers: NCRONTAB schedules in UTC, status blobs, past-due detection, run_on_startup.
 
 Like the Functions host, a monitored timer keeps `timers/<hostId>/<functionId>/status` in container
-`azure-webjobs-hosts` with Last/Next/LastUpdated. A host that starts after the recorded Next
-fires once with `past_due=True` (not once per missed occurrence).
+`azure-webjobs-hosts` with Last/Next/LastUpdated. A host that starts after the recorded Next fires
+once with `past_due=True` (not once per missed occurrence). A timer's runs never overlap: the next
+occurrence is computed when a run ends. While a run goes, its schedule_status holds that run's
+occurrence as `Next`.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
@@ -21,20 +24,33 @@ from devhost.blob_poller import HOSTS_CONTAINER
 from devhost.ncrontab import next_occurrence, validate
 
 log = logging.getLogger("devhost")
+NEVER = datetime.min.replace(tzinfo=timezone.utc).isoformat()
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass
+class _Timer:
+    spec: FunctionSpec
+    next: datetime
+    last: str = NEVER
+    running: bool = False
+
+    @property
+    def monitored(self) -> bool:
+        return self.spec.trigger.get("useMonitor", True) is not False
+
+
 class Timers:
     def __init__(self, specs: Iterable[FunctionSpec], blobs: BlobServiceClient, invoker: Invoker, *,
                  host_id: str, clock: Callable[[], datetime] = utc_now) -> None:
-        self._specs = {s.name: s for s in specs if s.trigger_type == "timerTrigger"}
-        for spec in self._specs.values():
+        self._specs = [s for s in specs if s.trigger_type == "timerTrigger"]
+        for spec in self._specs:
             validate(spec.trigger["schedule"])
         self._blobs, self._invoker, self._host_id, self._clock = blobs, invoker, host_id, clock
-        self._next: dict[str, datetime] = {}
+        self._timers: dict[str, _Timer] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -48,14 +64,17 @@ class Timers:
         except ResourceExistsError:
             pass
         now = self._clock()
-        for name, spec in self._specs.items():
-            status = self._read_status(spec) if self._monitored(spec) else None
-            self._next[name] = next_occurrence(spec.trigger["schedule"], now)
-            past_due = status is not None and _parse(status["Next"]) < now
-            if past_due or spec.trigger.get("runOnStartup"):
-                self._fire(spec, scheduled=now, past_due=past_due, status=status)
-            elif self._monitored(spec):
-                self._write_status(spec, last=status.get("Last") if status else None)
+        for spec in self._specs:
+            timer = self._timers[spec.name] = _Timer(spec, next_occurrence(spec.trigger["schedule"], now))
+            status = self._read_status(timer) if timer.monitored else None
+            if status:
+                timer.last = status.get("Last", NEVER)
+            if status and _parse(status["Next"]) < now:
+                self._fire(timer, occurrence=_parse(status["Next"]), past_due=True, status=status)
+            elif spec.trigger.get("runOnStartup"):
+                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next))
+            elif timer.monitored:
+                self._write_status(timer)
         self._thread.start()
 
     def stop(self) -> None:
@@ -65,53 +84,63 @@ class Timers:
             self._thread.join()
 
     def fire_now(self, function_name: str) -> None:
-        """A manual run (admin endpoint): not past due, the schedule is unchanged."""
-        spec = self._specs[function_name]
-        self._fire(spec, scheduled=self._clock(), past_due=False,
-                   status=self._read_status(spec) if self._monitored(spec) else None)
+        """A manual run (admin endpoint): no occurrence of the schedule, so no schedule status."""
+        timer = self._timers[function_name]
+        self._invoker.submit(timer.spec, lambda: timer_argument(False, {}), "manual")
 
     def _run_forever(self) -> None:
         while not self._stopping:
             now = self._clock()
-            for name, spec in self._specs.items():
-                scheduled = self._next[name]
-                if scheduled <= now:
-                    self._next[name] = next_occurrence(spec.trigger["schedule"], max(now, scheduled))
-                    self._fire(spec, scheduled=scheduled, past_due=False,
-                               status=self._read_status(spec) if self._monitored(spec) else None)
-            # Wake at the next occurrence; re-read the clock at least each minute (sleep, clock changes).
-            wait = min(self._next.values()) - self._clock()
-            self._wake.wait(min(max(wait.total_seconds(), 0.0), 60.0))
+            with self._lock:
+                due = [t for t in self._timers.values() if not t.running and t.next <= now]
+            for timer in due:
+                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next))
+            with self._lock:
+                idle = [t.next for t in self._timers.values() if not t.running]
+            # Sleep to the next occurrence (a finished run wakes us); re-read the clock at least each minute.
+            wait = (min(idle) - self._clock()).total_seconds() if idle else 60.0
+            self._wake.wait(min(max(wait, 0.0), 60.0))
+            self._wake.clear()
 
-    def _fire(self, spec: FunctionSpec, *, scheduled: datetime, past_due: bool, status: dict | None) -> None:
-        future = self._invoker.submit(spec, lambda: timer_argument(past_due, status),
+    def _fire(self, timer: _Timer, *, occurrence: datetime, past_due: bool, status: dict | None) -> None:
+        with self._lock:
+            timer.running = True
+        future = self._invoker.submit(timer.spec, lambda: timer_argument(past_due, status),
                                       "past due" if past_due else "schedule")
-        if self._monitored(spec):
-            future.add_done_callback(lambda _: self._write_status(spec, last=scheduled.isoformat()))
+        future.add_done_callback(lambda _: self._finished(timer, occurrence))
 
-    @staticmethod
-    def _monitored(spec: FunctionSpec) -> bool:
-        return spec.trigger.get("useMonitor", True) is not False
+    def _finished(self, timer: _Timer, occurrence: datetime) -> None:
+        with self._lock:
+            timer.last = occurrence.isoformat()
+            timer.next = next_occurrence(timer.spec.trigger["schedule"], max(self._clock(), occurrence))
+            timer.running = False
+        if timer.monitored:
+            self._write_status(timer)
+        self._wake.set()
 
-    def _status_blob(self, spec: FunctionSpec):
-        return self._blobs.get_blob_client(HOSTS_CONTAINER, f"timers/{self._host_id}/{spec.function_id}/status")
+    def _status(self, timer: _Timer, upcoming: datetime) -> dict[str, str]:
+        return {"Last": timer.last, "Next": upcoming.isoformat(), "LastUpdated": self._clock().isoformat()}
 
-    def _read_status(self, spec: FunctionSpec) -> dict | None:
+    def _status_blob(self, timer: _Timer):
+        return self._blobs.get_blob_client(HOSTS_CONTAINER,
+                                           f"timers/{self._host_id}/{timer.spec.function_id}/status")
+
+    def _read_status(self, timer: _Timer) -> dict | None:
         try:
-            return json.loads(self._status_blob(spec).download_blob().readall())
+            status = json.loads(self._status_blob(timer).download_blob().readall())
+            _parse(status["Next"])
+            return status
         except ResourceNotFoundError:
             return None
-        except ValueError:
-            log.warning("timer status of %s is not JSON: treated as missing", spec.name)
+        except (ValueError, KeyError, TypeError):
+            log.warning("timer status of %s is not valid: treated as missing", timer.spec.name)
             return None
 
-    def _write_status(self, spec: FunctionSpec, last: str | None) -> None:
-        status = {"Last": last or datetime.min.replace(tzinfo=timezone.utc).isoformat(),
-                  "Next": self._next[spec.name].isoformat(), "LastUpdated": self._clock().isoformat()}
+    def _write_status(self, timer: _Timer) -> None:
         try:
-            self._status_blob(spec).upload_blob(json.dumps(status), overwrite=True)
-        except Exception:
-            log.exception("writing the timer status of %s failed", spec.name)
+            self._status_blob(timer).upload_blob(json.dumps(self._status(timer, timer.next)), overwrite=True)
+        except Exception:  # Storage hiccup: the next run writes it again
+            log.exception("writing the timer status of %s failed", timer.spec.name)
 
 
 def _parse(value: str) -> datetime:

@@ -11,14 +11,14 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devhost.blob_poller import HOSTS_CONTAINER, POISON_QUEUE
-from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, EnvironmentSnapshot, app_folder, host,
-                                                invocations, wait_for)
+from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, EnvironmentSnapshot, app_folder, host, invocations,
+                                                use_storage, wait_for)
 
 
 @pytest.fixture
-def env(azurite, monkeypatch):
+def env(azurite):
     with EnvironmentSnapshot():
-        monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+        use_storage(azurite.connection_string)
         yield azurite.connection_string
 
 

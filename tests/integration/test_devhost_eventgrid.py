@@ -23,10 +23,12 @@ NOTIFICATION = {"aeg-event-type": "Notification"}
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     with EnvironmentSnapshot():
-        os.environ.pop("AzureWebJobsStorage", None)
-        folder = app_folder(tmp_path_factory.mktemp("eventgrid"))
+        for name in ("AzureWebJobsStorage", "FIXTURE_DATA_STORAGE"):
+            os.environ.pop(name, None)
+        folder = app_folder(tmp_path_factory.mktemp("eventgrid"))  # both UseDevelopmentStorage=true
         with host(folder) as devhost:
             yield devhost, folder
+        assert os.environ["FIXTURE_DATA_STORAGE"] == "UseDevelopmentStorage=true"  # restored
 
 
 def webhook(devhost, function: str = "on_event", **params: str) -> str:
@@ -58,9 +60,10 @@ def seen(folder, subject: str) -> list[dict]:
     return [row for row in invocations(folder, "on_event") if row["subject"] == subject]
 
 
-def test_host_started_its_own_azurite(running):
+def test_host_started_its_own_azurite_for_development_storage_settings(running):
     devhost, _ = running
     assert "127.0.0.1" in devhost.connection_string
+    assert os.environ["AzureWebJobsStorage"] == os.environ["FIXTURE_DATA_STORAGE"] == devhost.connection_string
     assert BlobServiceClient.from_connection_string(devhost.connection_string).get_container_client(
         "azure-webjobs-hosts").exists()
 

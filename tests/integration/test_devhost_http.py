@@ -3,7 +3,6 @@ notification sink, on a running dev host."""
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
@@ -13,13 +12,13 @@ from azure.eventgrid import EventGridPublisherClient
 from azure.storage.blob import BlobServiceClient
 
 from tests.fixtures.devhost_app.harness import (FUNCTION_KEY, MASTER_KEY, SINK_KEY, EnvironmentSnapshot, app_folder,
-                                                host, invocations, wait_for)
+                                                host, invocations, use_storage, wait_for)
 
 
 @pytest.fixture(scope="module")
 def running(azurite, tmp_path_factory):
     with EnvironmentSnapshot():
-        os.environ["AzureWebJobsStorage"] = azurite.connection_string
+        use_storage(azurite.connection_string)
         folder = app_folder(tmp_path_factory.mktemp("http"), IN_CONTAINER="manual")
         with host(folder, poll_interval=3600) as devhost:
             yield devhost, folder
