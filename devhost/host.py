@@ -168,18 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     host = DevHost(args.app, app_dir=args.app_dir)
     try:
         host.start()
     except (AppLoadError, HostSettingsError, ScheduleError, azurite.AzuriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    log.info("dev host serving at %s; Ctrl+C stops it", host.base_url)
-    while not stop.wait(0.5):
-        pass
-    log.info("stopping: letting in-flight invocations finish")
-    host.stop()
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        log.info("dev host serving at %s; Ctrl+C stops it", host.base_url)
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping: letting in-flight invocations finish")
+    finally:
+        host.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0

@@ -70,9 +70,10 @@ class Timers:
             if status:
                 timer.last = status.get("Last", NEVER)
             if status and _parse(status["Next"]) < now:
-                self._fire(timer, occurrence=_parse(status["Next"]), past_due=True, status=status)
+                self._fire(timer, occurrence=_parse(status["Next"]), past_due=True, status=status, reason="past due")
             elif spec.trigger.get("runOnStartup"):
-                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next))
+                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next),
+                           reason="startup")
             elif timer.monitored:
                 self._write_status(timer)
         self._thread.start()
@@ -94,7 +95,8 @@ class Timers:
             with self._lock:
                 due = [t for t in self._timers.values() if not t.running and t.next <= now]
             for timer in due:
-                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next))
+                self._fire(timer, occurrence=timer.next, past_due=False, status=self._status(timer, timer.next),
+                           reason="schedule")
             with self._lock:
                 idle = [t.next for t in self._timers.values() if not t.running]
             # Sleep to the next occurrence (a finished run wakes us); re-read the clock at least each minute.
@@ -102,11 +104,11 @@ class Timers:
             self._wake.wait(min(max(wait, 0.0), 60.0))
             self._wake.clear()
 
-    def _fire(self, timer: _Timer, *, occurrence: datetime, past_due: bool, status: dict | None) -> None:
+    def _fire(self, timer: _Timer, *, occurrence: datetime, past_due: bool, status: dict | None,
+              reason: str) -> None:
         with self._lock:
             timer.running = True
-        future = self._invoker.submit(timer.spec, lambda: timer_argument(past_due, status),
-                                      "past due" if past_due else "schedule")
+        future = self._invoker.submit(timer.spec, lambda: timer_argument(past_due, status), reason)
         future.add_done_callback(lambda _: self._finished(timer, occurrence))
 
     def _finished(self, timer: _Timer, occurrence: datetime) -> None:
