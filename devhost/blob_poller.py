@@ -97,7 +97,7 @@ class BlobTriggers:
         return spec is not None and spec.trigger.get("source") == "EventGrid"
 
     def blob_created(self, function_name: str, container: str, name: str) -> bool:
-        """A BlobCreated notification (or a manual run): invoke now unless already receipted.
+        """A BlobCreated notification: invoke now unless that version is receipted or running.
         False when the blob does not exist or does not match the trigger path."""
         if not self._patterns[function_name].matches(container, name):
             return False
@@ -147,7 +147,7 @@ class BlobTriggers:
         downloader = client.download_blob(etag=version.etag, match_condition=MatchConditions.IfNotModified)
         props = downloader.properties
         properties = {"ETag": props.etag, "Length": props.size, "ContentType": props.content_settings.content_type,
-                      "LastModified": props.last_modified.isoformat(), "BlobType": str(props.blob_type)}
+                      "LastModified": props.last_modified.isoformat()}
         return blob_argument(spec, downloader.readall(), f"{version.container}/{version.name}", client.url,
                              properties, props.metadata or {})
 
@@ -180,9 +180,9 @@ class BlobTriggers:
                 self._in_flight.discard(key)
 
     def _still_there(self, function_name: str, version: BlobVersion) -> bool:
+        client = self._data[function_name].get_blob_client(version.container, version.name)
         try:
-            return self._data[function_name].get_blob_client(version.container, version.name).get_blob_properties().etag \
-                == version.etag
+            return BlobVersion(version.container, version.name, client.get_blob_properties().etag) == version
         except ResourceNotFoundError:
             return False
 
