@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from datetime import timezone
 from urllib.parse import unquote
 
 import pytest
