@@ -1,0 +1,303 @@
+"""The Azure ML backend: azureml-core and azureml-pipeline-core (SDK v1).
+
+The pipeline definition in pipeline_defs/ is published behind one PipelineEndpoint; its content hash is the
+published pipeline's `version`, so a changed definition becomes the endpoint's new default and an unchanged
+one is reused. Runs are submitted through the endpoint and found again by their idempotency tag.
+
+azureml is imported inside the methods, on first use: importing this module stays light.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping, TypeVar
+
+from retrainer.ports import ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus, StepRunInfo
+from retrainer.settings import Settings
+
+T = TypeVar("T")
+
+KEY_TAG = "retrainer.key"                       # the ledger key: how find_run recognises a submission
+VERSION_TAG = "retrainer.pipeline_version"
+RUN_ID_TAG = "retrainer.run_id"                 # on a model version: the pipeline run it came from
+REUSED_RUN_PROPERTY = "azureml.reusedrunid"     # on a reused step run: the run that holds its outputs
+
+# Step runs report "Finished" (the pipeline service's word); run history says "Completed".
+_STATUS_ALIASES = {"Finished": RunStatus.COMPLETED, "Cancelled": RunStatus.CANCELED}
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class AzureMLTransientError(ConnectionError):
+    """An Azure ML call met a transient fault (throttling, 5xx, a dropped connection); the original error is
+    the `__cause__`. A ConnectionError so `retrainer.retry` treats it as worth another attempt."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.response = getattr(error, "response", None)   # keeps Retry-After visible to the retry policy
+
+
+class AzureMLBackend:
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._workspace_object: Any = None
+        self._published: dict[str, PublishedPipelineRef] = {}
+        self._endpoints: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ pipelines
+
+    def ensure_published(self, pipeline_name: str) -> PublishedPipelineRef:
+        with self._lock:
+            if pipeline_name not in self._published:
+                self._published[pipeline_name] = self._publish_if_changed(pipeline_name)
+            return self._published[pipeline_name]
+
+    def _publish_if_changed(self, pipeline_name: str) -> PublishedPipelineRef:
+        from azureml.pipeline.core import Pipeline, PipelineEndpoint
+
+        from retrainer import pipelines
+
+        workspace = self._workspace()
+        definition = pipelines.load_definition(pipeline_name, datastore=self._datastore(),
+                                               compute_target=self._settings.compute_target)
+        version = pipelines.pipeline_version(definition)
+        endpoint_name = self._settings.pipeline_endpoint
+        endpoint = self._find_endpoint(endpoint_name)
+        if endpoint is not None:
+            default = _retrying(endpoint.get_pipeline)       # no version: the endpoint's default
+            if default.version == version:
+                self._endpoints[endpoint_name] = endpoint
+                return PublishedPipelineRef(name=pipeline_name, version=version, pipeline_id=default.id,
+                                            endpoint=endpoint_name)
+
+        description = f"{pipeline_name} (retrainer, version {version})"
+        published = _retrying(lambda: Pipeline(workspace, list(definition.steps)).publish(
+            name=pipeline_name, description=description, version=version))
+        if endpoint is None:
+            endpoint = _retrying(PipelineEndpoint.publish, workspace=workspace, name=endpoint_name,
+                                 pipeline=published, description=f"retrainer: {pipeline_name}")
+        else:
+            _retrying(endpoint.add_default, published)
+        self._endpoints[endpoint_name] = endpoint
+        return PublishedPipelineRef(name=pipeline_name, version=version, pipeline_id=published.id,
+                                    endpoint=endpoint_name, newly_published=True)
+
+    def _find_endpoint(self, name: str) -> Any | None:
+        from azureml.pipeline.core import PipelineEndpoint
+        from msrest.exceptions import HttpOperationError   # the pipeline service's ErrorResponseException
+
+        try:
+            return _retrying(PipelineEndpoint.get, workspace=self._workspace(), name=name)
+        except HttpOperationError as error:
+            if _status_code(error) == 404:
+                return None
+            raise
+
+    def _endpoint(self, name: str) -> Any:
+        if name not in self._endpoints:
+            endpoint = self._find_endpoint(name)
+            if endpoint is None:
+                raise LookupError(f"pipeline endpoint {name!r} does not exist in workspace "
+                                  f"{self._settings.aml_workspace!r}; publish it first (ensure_published)")
+            self._endpoints[name] = endpoint
+        return self._endpoints[name]
+
+    # ------------------------------------------------------------ runs
+
+    def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
+               tags: Mapping[str, str]) -> RunRef:
+        from azureml.data.datapath import DataPath
+
+        key = tags.get(KEY_TAG)
+        if not key:
+            raise ValueError(f"submit needs the {KEY_TAG!r} tag: without it a retried submit could run twice")
+        endpoint = self._endpoint(ref.endpoint)
+        pipeline_parameters: dict[str, Any] = dict(parameters)
+        pipeline_parameters["input_data"] = DataPath(datastore=self._datastore(),
+                                                     path_on_datastore=parameters["input_data"])
+        run_tags = {**tags, VERSION_TAG: ref.version}
+        attempted = False
+
+        def submit_unless_already_submitted() -> Any:
+            # A transient error may hide a run the service did create: look for it before submitting again.
+            nonlocal attempted
+            if attempted:
+                found = self._first_tagged_run(experiment, KEY_TAG, key)
+                if found is not None:
+                    return found
+            attempted = True
+            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters)
+
+        run = _retrying(submit_unless_already_submitted)
+        # No SDK v1 submit call takes run tags (Experiment.submit(tags=) also sets them after the run
+        # exists), so they follow at once; set_tags is idempotent, so it is safe to retry.
+        _retrying(run.set_tags, run_tags)
+        return RunRef(run_id=run.id, experiment=experiment, tags=run_tags, url=run.get_portal_url())
+
+    def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
+        run = _retrying(self._first_tagged_run, self._settings.experiment, tag_key, tag_value)
+        if run is None:
+            return None
+        return RunRef(run_id=run.id, experiment=self._settings.experiment, tags=_retrying(run.get_tags),
+                      url=run.get_portal_url())
+
+    def _first_tagged_run(self, experiment: str, tag_key: str, tag_value: str) -> Any | None:
+        """One look-up, not retried here: callers retry around it."""
+        from azureml.core import Experiment, Run
+
+        runs = Run.list(Experiment(self._workspace(), experiment), tags={tag_key: tag_value})
+        return next(iter(runs), None)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        from azureml.core import Run
+
+        workspace = self._workspace()
+        run = _retrying(Run.get, workspace, run_id)       # a PipelineRun for a pipeline run id
+        details = _retrying(run.get_details)
+        steps = [self._step_info(step) for step in _retrying(lambda: list(run.get_steps()))]
+        return RunInfo(run_id=run.id, status=_status(details), tags=_retrying(run.get_tags),
+                       steps=tuple(steps), error=_error_message(details))
+
+    def _step_info(self, step: Any) -> StepRunInfo:
+        details = _retrying(step.get_details)
+        holder = self._output_holder(step, details)
+        metrics = {name: _last(value) for name, value in _retrying(holder.get_metrics).items()}
+        # The portal link, not details["logFiles"]: those are SAS URLs, which must not reach logs or events.
+        return StepRunInfo(name=step.name, run_id=step.id, status=_status(details), metrics=metrics,
+                           log_location=step.get_portal_url(), reused=holder is not step)
+
+    def _output_holder(self, step: Any, details: Mapping[str, Any]) -> Any:
+        """The run that holds a step's metrics and outputs: a reused step points at the run it reused."""
+        from azureml.core import Run
+
+        reused = (details.get("properties") or {}).get(REUSED_RUN_PROPERTY)
+        return _retrying(Run.get, self._workspace(), reused) if reused else step
+
+    # ------------------------------------------------------------ models
+
+    def register_model(self, run: RunInfo, name: str, path: str, tags: Mapping[str, str],
+                       properties: Mapping[str, str]) -> ModelRef:
+        from azureml.core import Model, Run
+
+        step = run.step(self._settings.model_step)
+        if step is None:
+            raise LookupError(f"run {run.run_id} has no step named {self._settings.model_step!r} "
+                              "(RETRAINER_MODEL_STEP)")
+        workspace = self._workspace()
+        step_run = _retrying(Run.get, workspace, step.run_id)
+        holder = self._output_holder(step_run, _retrying(step_run.get_details))
+        model_tags = {**{k: v for k, v in run.tags.items() if k in ("retrainer.blob", VERSION_TAG)},
+                      **tags, RUN_ID_TAG: run.run_id}
+        with tempfile.TemporaryDirectory(prefix="retrainer-model-") as folder:
+            local_file = Path(folder) / PurePosixPath(path).name
+            _retrying(holder.download_file, name=path, output_file_path=str(local_file))
+            model = _retrying(Model.register, workspace=workspace, model_path=str(local_file),
+                              model_name=name, tags={k: str(v) for k, v in model_tags.items()},
+                              properties={k: str(v) for k, v in properties.items()},
+                              description=f"from run {run.run_id}, step {step.name}")
+        return _model_ref(model)
+
+    def current_model(self, name: str) -> ModelRef | None:
+        from azureml.core import Model
+
+        models = _retrying(Model.list, self._workspace(), name=name, latest=True)
+        return _model_ref(max(models, key=lambda m: m.version)) if models else None
+
+    def find_model(self, name: str, run_id: str) -> ModelRef | None:
+        from azureml.core import Model
+
+        models = _retrying(Model.list, self._workspace(), name=name, tags=[[RUN_ID_TAG, run_id]])
+        return _model_ref(min(models, key=lambda m: m.version)) if models else None
+
+    # ------------------------------------------------------------ workspace
+
+    def _workspace(self) -> Any:
+        if self._workspace_object is None:
+            from azureml.core import Workspace
+
+            s = self._settings
+            self._workspace_object = _retrying(Workspace.get, name=s.aml_workspace, auth=self._auth(),
+                                               subscription_id=s.aml_subscription_id,
+                                               resource_group=s.aml_resource_group)
+        return self._workspace_object
+
+    def _auth(self) -> Any:
+        from azureml.core.authentication import (AzureCliAuthentication, MsiAuthentication,
+                                                 ServicePrincipalAuthentication)
+
+        s = self._settings
+        if s.aml_auth == "service_principal":
+            return ServicePrincipalAuthentication(tenant_id=s.aml_tenant_id, service_principal_id=s.aml_client_id,
+                                                  service_principal_password=s.aml_client_secret)
+        if s.aml_auth == "cli":
+            return AzureCliAuthentication()
+        if s.aml_client_id:   # a user-assigned identity
+            return MsiAuthentication(identity_config={"client_id": s.aml_client_id})
+        return MsiAuthentication()
+
+    def _datastore(self) -> Any:
+        from azureml.core import Datastore
+
+        return _retrying(Datastore.get, self._workspace(), self._settings.datastore)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _retrying(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Every Azure ML call goes through here: retrainer.retry's bounded backoff, with Azure ML's own
+    transient faults (msrest / run history / requests errors) shown to it as AzureMLTransientError."""
+    from retrainer.retry import retry
+
+    def attempt() -> T:
+        try:
+            return operation(*args, **kwargs)
+        except Exception as error:
+            if _is_transient(error):
+                raise AzureMLTransientError(error) from error
+            raise
+
+    return retry(attempt)
+
+
+def _is_transient(error: BaseException) -> bool:
+    import requests
+    from msrest.exceptions import ClientRequestError
+
+    if isinstance(error, (ConnectionError, TimeoutError, ClientRequestError,
+                          requests.ConnectionError, requests.Timeout)):
+        return True
+    return _status_code(error) in _TRANSIENT_STATUSES
+
+
+def _status_code(error: BaseException) -> int | None:
+    """The HTTP status of an azureml error: ServiceException and WebserviceException carry `status_code`,
+    msrest's HttpOperationError (the pipeline service's ErrorResponseException) its `response`."""
+    status = getattr(error, "status_code", None)
+    if status is None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+    try:
+        return int(status) if status is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _status(details: Mapping[str, Any]) -> str:
+    status = details.get("status") or RunStatus.NOT_STARTED
+    return _STATUS_ALIASES.get(status, status)
+
+
+def _error_message(details: Mapping[str, Any]) -> str | None:
+    error = (details.get("error") or {}).get("error") or {}
+    return error.get("message")
+
+
+def _last(value: Any) -> Any:
+    # A metric logged more than once comes back as a list; the gate compares the final value.
+    return value[-1] if isinstance(value, list) and value else value
+
+
+def _model_ref(model: Any) -> ModelRef:
+    tags = dict(model.tags or {})
+    return ModelRef(name=model.name, version=int(model.version), run_id=tags.get(RUN_ID_TAG), tags=tags,
+                    properties=dict(model.properties or {}))

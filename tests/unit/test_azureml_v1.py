@@ -1,0 +1,533 @@
+"""The Azure ML v1 adapter against autospec'd azureml classes: no Azure here, but every SDK call must match
+the installed SDK's real signature, or the mock raises TypeError and the test fails.
+
+The pipeline definition, its version hash, DataPath and the datastore object are the real ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from unittest.mock import create_autospec
+
+import pytest
+import requests
+from azureml.core import Experiment, Model, Run, Workspace
+from azureml.data.datapath import DataPath
+from azureml.pipeline.core import Pipeline, PipelineEndpoint, PipelineRun, PublishedPipeline, StepRun
+from azureml.pipeline.core._restclients.aeva import models as aeva_models
+from azureml.pipeline.core._restclients.aeva.models.error_response import ErrorResponseException
+from msrest import Deserializer
+
+import retrainer.retry
+from retrainer import pipelines
+from retrainer.adapters.azureml_v1 import AzureMLBackend
+from retrainer.ports import PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
+from retrainer.settings import Settings
+
+KEY = "blob:incoming/diabetes.csv@0x8DC1"
+TAGS = {"retrainer.key": KEY, "retrainer.trigger": "blob", "retrainer.app": "retrainer",
+        "retrainer.blob": "incoming/diabetes.csv", "retrainer.etag": "0x8DC1"}
+
+
+def settings(**overrides) -> Settings:
+    values = dict(backend="azureml", aml_subscription_id="11111111-2222-3333-4444-555555555555",
+                  aml_resource_group="ml-rg", aml_workspace="ml-ws", aml_auth="cli",
+                  datastore="training_data", compute_target="cpu-cluster",
+                  pipeline_endpoint="diabetes-training", experiment="diabetes-retraining")
+    values.update(overrides)
+    return Settings(**values)
+
+
+def service_error(status: int) -> ErrorResponseException:
+    """The exception the pipeline service's REST client raises for an HTTP error status."""
+    response = requests.Response()
+    response.status_code = status
+    response._content = b'{"error": {"code": "Error", "message": "from the test"}}'
+    response.headers["Content-Type"] = "application/json"
+    classes = {name: value for name, value in vars(aeva_models).items() if isinstance(value, type)}
+    return ErrorResponseException(Deserializer(classes), response)
+
+
+def published_pipeline(version: str, pipeline_id: str) -> PublishedPipeline:
+    published = create_autospec(PublishedPipeline, instance=True)
+    published.version = version
+    published.id = pipeline_id
+    return published
+
+
+def step_run(name: str, run_id: str, status: str, metrics: dict, properties: dict | None = None) -> StepRun:
+    step = create_autospec(StepRun, instance=True)
+    step.name = name
+    step.id = run_id
+    step.get_details.return_value = {"status": status, "properties": properties or {}, "logFiles": {
+        "user_logs/std_log.txt": "https://acct.blob.core.windows.net/logs/std_log.txt?sig=SECRET"}}
+    step.get_metrics.return_value = metrics
+    step.get_portal_url.return_value = f"https://ml.azure.com/runs/{run_id}"
+    return step
+
+
+def registered_model(name: str, version: int, tags: dict, properties: dict | None = None) -> Model:
+    model = create_autospec(Model, instance=True)
+    model.name = name
+    model.version = version
+    model.tags = tags
+    model.properties = properties or {}
+    return model
+
+
+@pytest.fixture(scope="module")
+def real_version() -> str:
+    """The real content hash of the real definition: what the adapter must find on the endpoint."""
+    datastore = pipelines.local_datastore("training_data", "incoming")
+    definition = pipelines.load_definition("diabetes_training", datastore=datastore, compute_target="cpu-cluster")
+    return pipelines.pipeline_version(definition)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff_sleep(monkeypatch):
+    monkeypatch.setattr(retrainer.retry, "retry", retrainer.retry.Retry(sleep=lambda seconds: None))
+
+
+PATCHED = {   # the azureml names the adapter looks up, where it looks them up
+    "Workspace": "azureml.core.Workspace",
+    "Datastore": "azureml.core.Datastore",
+    "Experiment": "azureml.core.Experiment",
+    "Run": "azureml.core.Run",
+    "Model": "azureml.core.Model",
+    "Pipeline": "azureml.pipeline.core.Pipeline",
+    "PipelineEndpoint": "azureml.pipeline.core.PipelineEndpoint",
+    "MsiAuthentication": "azureml.core.authentication.MsiAuthentication",
+    "ServicePrincipalAuthentication": "azureml.core.authentication.ServicePrincipalAuthentication",
+    "AzureCliAuthentication": "azureml.core.authentication.AzureCliAuthentication",
+}
+
+
+@pytest.fixture(scope="module")
+def autospecs() -> dict:
+    """create_autospec is slow on these big classes: build each spec once and reset it for every test."""
+    import importlib
+
+    classes = {name: create_autospec(getattr(importlib.import_module(target.rsplit(".", 1)[0]), name))
+               for name, target in PATCHED.items()}
+    instances = {"workspace": create_autospec(Workspace, instance=True),
+                 "experiment": create_autospec(Experiment, instance=True),
+                 "endpoint": create_autospec(PipelineEndpoint, instance=True)}
+    return {**classes, **instances}
+
+
+class SDK:
+    """Autospec'd azureml classes patched in, wired to return autospec'd workspace, experiment and endpoint."""
+
+    def __init__(self, mocker, autospecs: dict):
+        for spec in autospecs.values():
+            spec.reset_mock(return_value=True, side_effect=True)
+        for name, target in PATCHED.items():
+            setattr(self, name, mocker.patch(target, new=autospecs[name]))
+        self.workspace = autospecs["workspace"]
+        self.Workspace.get.return_value = self.workspace
+        # A real datastore object (no workspace needed), so DataPath is the real thing too.
+        self.datastore = pipelines.local_datastore("training_data", "incoming")
+        self.Datastore.get.return_value = self.datastore
+        self.experiment = autospecs["experiment"]
+        self.Experiment.return_value = self.experiment
+        self.endpoint = autospecs["endpoint"]
+        self.PipelineEndpoint.get.return_value = self.endpoint
+        self.Pipeline.return_value = create_autospec(Pipeline, instance=True)
+        self.Run.list.return_value = iter([])
+        self.Model.list.return_value = []
+
+
+@pytest.fixture
+def sdk(mocker, autospecs) -> SDK:
+    return SDK(mocker, autospecs)
+
+
+def submitted_run(run_id: str = "pipeline-run-1") -> PipelineRun:
+    run = create_autospec(PipelineRun, instance=True)
+    run.id = run_id
+    run.get_portal_url.return_value = f"https://ml.azure.com/runs/{run_id}"
+    return run
+
+
+REF = PublishedPipelineRef(name="diabetes_training", version="v-hash", pipeline_id="pp-1",
+                           endpoint="diabetes-training")
+
+
+# ---------------------------------------------------------------- workspace and auth
+
+def test_workspace_uses_azure_cli_auth_when_configured(sdk):
+    AzureMLBackend(settings(aml_auth="cli")).current_model("diabetes_model")
+
+    sdk.AzureCliAuthentication.assert_called_once_with()
+    sdk.Workspace.get.assert_called_once_with(
+        name="ml-ws", auth=sdk.AzureCliAuthentication.return_value,
+        subscription_id="11111111-2222-3333-4444-555555555555", resource_group="ml-rg")
+
+
+def test_workspace_uses_service_principal_from_settings(sdk):
+    backend = AzureMLBackend(settings(aml_auth="service_principal", aml_tenant_id="tenant-1",
+                                      aml_client_id="app-1", aml_client_secret="s3cret"))
+    backend.current_model("diabetes_model")
+
+    sdk.ServicePrincipalAuthentication.assert_called_once_with(
+        tenant_id="tenant-1", service_principal_id="app-1", service_principal_password="s3cret")
+    assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.ServicePrincipalAuthentication.return_value
+
+
+def test_workspace_uses_user_assigned_managed_identity_when_client_id_is_set(sdk):
+    AzureMLBackend(settings(aml_auth="msi", aml_client_id="identity-client-id")).current_model("m")
+
+    sdk.MsiAuthentication.assert_called_once_with(identity_config={"client_id": "identity-client-id"})
+    assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.MsiAuthentication.return_value
+
+
+def test_workspace_uses_system_assigned_managed_identity_without_client_id(sdk):
+    AzureMLBackend(settings(aml_auth="msi")).current_model("m")
+
+    sdk.MsiAuthentication.assert_called_once_with()
+
+
+def test_workspace_is_looked_up_once_per_backend(sdk):
+    backend = AzureMLBackend(settings())
+    backend.current_model("m")
+    backend.find_model("m", "run-1")
+
+    sdk.Workspace.get.assert_called_once()
+
+
+# ---------------------------------------------------------------- publishing
+
+def test_missing_endpoint_publishes_the_pipeline_and_creates_the_endpoint(sdk, real_version):
+    sdk.PipelineEndpoint.get.side_effect = service_error(404)
+    published = published_pipeline(real_version, "pp-new")
+    sdk.Pipeline.return_value.publish.return_value = published
+
+    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+    sdk.Datastore.get.assert_called_once_with(sdk.workspace, "training_data")
+    sdk.PipelineEndpoint.get.assert_called_once_with(workspace=sdk.workspace, name="diabetes-training")
+    workspace, steps = sdk.Pipeline.call_args.args
+    assert workspace is sdk.workspace
+    assert [step.name for step in steps] == ["prep", "train"]
+    publish = sdk.Pipeline.return_value.publish
+    publish.assert_called_once()
+    assert publish.call_args.kwargs["name"] == "diabetes_training"
+    assert publish.call_args.kwargs["version"] == real_version
+    sdk.PipelineEndpoint.publish.assert_called_once_with(
+        workspace=sdk.workspace, name="diabetes-training", pipeline=published,
+        description=sdk.PipelineEndpoint.publish.call_args.kwargs["description"])
+    assert ref == PublishedPipelineRef(name="diabetes_training", version=real_version, pipeline_id="pp-new",
+                                       endpoint="diabetes-training", newly_published=True)
+
+
+def test_endpoint_whose_default_has_this_version_is_used_without_publishing(sdk, real_version):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
+
+    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+    sdk.endpoint.get_pipeline.assert_called_once_with()    # no version: the endpoint's default
+    sdk.Pipeline.assert_not_called()
+    sdk.PipelineEndpoint.publish.assert_not_called()
+    sdk.endpoint.add_default.assert_not_called()
+    assert ref.pipeline_id == "pp-current" and ref.version == real_version and not ref.newly_published
+
+
+def test_endpoint_with_another_version_gets_the_new_pipeline_as_default(sdk, real_version):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline("an-older-hash", "pp-old")
+    published = published_pipeline(real_version, "pp-new")
+    sdk.Pipeline.return_value.publish.return_value = published
+
+    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+    assert sdk.Pipeline.return_value.publish.call_args.kwargs["version"] == real_version
+    sdk.endpoint.add_default.assert_called_once_with(published)
+    sdk.PipelineEndpoint.publish.assert_not_called()
+    assert ref.pipeline_id == "pp-new" and ref.newly_published
+
+
+def test_ensure_published_is_cached_per_process(sdk, real_version):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
+    backend = AzureMLBackend(settings())
+
+    assert backend.ensure_published("diabetes_training") == backend.ensure_published("diabetes_training")
+    sdk.PipelineEndpoint.get.assert_called_once()
+
+
+def test_endpoint_lookup_error_other_than_not_found_is_raised(sdk):
+    sdk.PipelineEndpoint.get.side_effect = service_error(403)
+
+    with pytest.raises(ErrorResponseException):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+    sdk.Pipeline.assert_not_called()
+
+
+# ---------------------------------------------------------------- submitting
+
+def test_submit_goes_through_the_endpoint_with_a_datapath_on_the_configured_datastore(sdk):
+    run = submitted_run()
+    sdk.endpoint.submit.return_value = run
+
+    result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
+                                               "diabetes-retraining", TAGS)
+
+    sdk.PipelineEndpoint.get.assert_called_once_with(workspace=sdk.workspace, name="diabetes-training")
+    sdk.endpoint.submit.assert_called_once()
+    call = sdk.endpoint.submit.call_args
+    assert call.args == ("diabetes-retraining",)
+    data_path = call.kwargs["pipeline_parameters"]["input_data"]
+    assert isinstance(data_path, DataPath)
+    assert data_path.datastore_name == "training_data"
+    assert data_path.path_on_datastore == "incoming/diabetes.csv"
+    assert result.run_id == "pipeline-run-1"
+    assert result.url == "https://ml.azure.com/runs/pipeline-run-1"
+
+
+def test_submit_tags_the_run_with_the_key_and_the_pipeline_version(sdk):
+    run = submitted_run()
+    sdk.endpoint.submit.return_value = run
+
+    result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
+                                               "diabetes-retraining", TAGS)
+
+    expected = {**TAGS, "retrainer.pipeline_version": "v-hash"}
+    run.set_tags.assert_called_once_with(expected)
+    assert result.tags == expected
+
+
+def test_submit_without_the_idempotency_tag_is_refused(sdk):
+    with pytest.raises(ValueError, match="retrainer.key"):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "x.csv"}, "diabetes-retraining",
+                                          {"retrainer.trigger": "manual"})
+    sdk.endpoint.submit.assert_not_called()
+
+
+def test_transient_submit_error_with_a_run_already_tagged_does_not_submit_again(sdk):
+    existing = submitted_run("pipeline-run-created")
+    sdk.endpoint.submit.side_effect = service_error(503)
+    sdk.Run.list.return_value = iter([existing])
+
+    result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
+                                               "diabetes-retraining", TAGS)
+
+    sdk.endpoint.submit.assert_called_once()
+    sdk.Experiment.assert_called_with(sdk.workspace, "diabetes-retraining")
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    assert result.run_id == "pipeline-run-created"
+
+
+def test_transient_submit_error_with_no_run_submits_once_more(sdk):
+    run = submitted_run("pipeline-run-2")
+    sdk.endpoint.submit.side_effect = [service_error(429), run]
+
+    result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
+                                               "diabetes-retraining", TAGS)
+
+    assert sdk.endpoint.submit.call_count == 2
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    assert result.run_id == "pipeline-run-2"
+    run.set_tags.assert_called_once()
+
+
+def test_non_transient_submit_error_is_raised_without_retry(sdk):
+    sdk.endpoint.submit.side_effect = service_error(400)
+
+    with pytest.raises(ErrorResponseException):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
+                                          "diabetes-retraining", TAGS)
+    sdk.endpoint.submit.assert_called_once()
+    sdk.Run.list.assert_not_called()
+
+
+def test_transient_set_tags_error_is_retried_without_resubmitting(sdk):
+    run = submitted_run()
+    run.set_tags.side_effect = [requests.ConnectionError("reset"), None]
+    sdk.endpoint.submit.return_value = run
+
+    AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    sdk.endpoint.submit.assert_called_once()
+    assert run.set_tags.call_count == 2
+
+
+# ---------------------------------------------------------------- finding and reading runs
+
+def test_find_run_looks_up_the_tag_in_the_configured_experiment(sdk):
+    run = submitted_run("pipeline-run-7")
+    run.get_tags.return_value = dict(TAGS)
+    sdk.Run.list.return_value = iter([run])
+
+    found = AzureMLBackend(settings()).find_run("retrainer.key", KEY)
+
+    sdk.Experiment.assert_called_once_with(sdk.workspace, "diabetes-retraining")
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    assert found.run_id == "pipeline-run-7" and found.tags == TAGS
+
+
+def test_find_run_without_a_match_is_none(sdk):
+    assert AzureMLBackend(settings()).find_run("retrainer.key", KEY) is None
+
+
+def test_get_run_maps_the_pipeline_run_and_its_steps(sdk):
+    run = submitted_run("pipeline-run-1")
+    run.get_details.return_value = {"status": "Completed", "properties": {}}
+    run.get_tags.return_value = dict(TAGS)
+    prep = step_run("prep", "step-prep", "Finished", {"rows": 1000})
+    train = step_run("train", "step-train", "Finished", {"AUC": [0.71, 0.88], "Accuracy": 0.8})
+    run.get_steps.return_value = iter([prep, train])
+    sdk.Run.get.return_value = run
+
+    info = AzureMLBackend(settings()).get_run("pipeline-run-1")
+
+    sdk.Run.get.assert_called_once_with(sdk.workspace, "pipeline-run-1")
+    assert info == RunInfo(run_id="pipeline-run-1", status=RunStatus.COMPLETED, tags=TAGS, steps=(
+        StepRunInfo(name="prep", run_id="step-prep", status=RunStatus.COMPLETED, metrics={"rows": 1000},
+                    log_location="https://ml.azure.com/runs/step-prep"),
+        StepRunInfo(name="train", run_id="step-train", status=RunStatus.COMPLETED,
+                    metrics={"AUC": 0.88, "Accuracy": 0.8}, log_location="https://ml.azure.com/runs/step-train"),
+    ))
+    assert "SECRET" not in repr(info)   # log SAS URLs never leave the adapter
+
+
+def test_get_run_of_a_failed_run_names_the_failed_step_and_the_error(sdk):
+    run = submitted_run("pipeline-run-1")
+    run.get_details.return_value = {"status": "Failed",
+                                    "error": {"error": {"code": "UserError", "message": "train.py exited 1"}}}
+    run.get_tags.return_value = dict(TAGS)
+    run.get_steps.return_value = iter([step_run("prep", "step-prep", "Finished", {}),
+                                       step_run("train", "step-train", "Failed", {})])
+    sdk.Run.get.return_value = run
+
+    info = AzureMLBackend(settings()).get_run("pipeline-run-1")
+
+    assert info.status == RunStatus.FAILED
+    assert info.error == "train.py exited 1"
+    assert info.failed_step().name == "train"
+    assert info.failed_step().log_location == "https://ml.azure.com/runs/step-train"
+
+
+def test_get_run_reads_a_reused_steps_metrics_from_the_run_it_reused(sdk):
+    run = submitted_run("pipeline-run-2")
+    run.get_details.return_value = {"status": "Completed"}
+    run.get_tags.return_value = {}
+    train = step_run("train", "step-train-2", "Finished", {}, properties={"azureml.reusedrunid": "step-train-1"})
+    run.get_steps.return_value = iter([train])
+    original = step_run("train", "step-train-1", "Finished", {"AUC": 0.91})
+    sdk.Run.get.side_effect = lambda workspace, run_id: {"pipeline-run-2": run, "step-train-1": original}[run_id]
+
+    info = AzureMLBackend(settings()).get_run("pipeline-run-2")
+
+    assert info.step("train").metrics == {"AUC": 0.91}
+    assert info.step("train").reused is True
+    assert info.step("train").run_id == "step-train-2"
+
+
+# ---------------------------------------------------------------- models
+
+FINISHED = RunInfo(run_id="pipeline-run-1", status=RunStatus.COMPLETED,
+                   tags={**TAGS, "retrainer.pipeline_version": "v-hash"}, steps=(
+                       StepRunInfo(name="prep", run_id="step-prep", status=RunStatus.COMPLETED),
+                       StepRunInfo(name="train", run_id="step-train", status=RunStatus.COMPLETED,
+                                   metrics={"AUC": 0.88}),
+                   ))
+
+
+def test_register_model_downloads_from_the_model_step_and_registers_with_lineage(sdk):
+    train = step_run("train", "step-train", "Finished", {"AUC": 0.88})
+    train.download_file.side_effect = lambda name, output_file_path: Path(output_file_path).write_bytes(b"model")
+    sdk.Run.get.side_effect = lambda workspace, run_id: {"step-train": train}[run_id]
+    seen = {}
+
+    def register(workspace, model_path, model_name, **kwargs):
+        seen["content"] = Path(model_path).read_bytes()   # the downloaded file, still there while registering
+        return registered_model(model_name, 4, kwargs["tags"], kwargs["properties"])
+
+    sdk.Model.register.side_effect = register
+
+    ref = AzureMLBackend(settings()).register_model(
+        FINISHED, "diabetes_model", "outputs/diabetes_model.pkl", tags={"retrainer.key": KEY},
+        properties={"AUC": "0.88", "Accuracy": 0.8})
+
+    sdk.Run.get.assert_called_once_with(sdk.workspace, "step-train")
+    assert train.download_file.call_args.kwargs["name"] == "outputs/diabetes_model.pkl"
+    call = sdk.Model.register.call_args
+    assert call.kwargs["workspace"] is sdk.workspace
+    assert call.kwargs["model_name"] == "diabetes_model"
+    assert Path(call.kwargs["model_path"]).name == "diabetes_model.pkl"
+    assert seen["content"] == b"model"
+    assert call.kwargs["tags"] == {"retrainer.key": KEY, "retrainer.run_id": "pipeline-run-1",
+                                   "retrainer.blob": "incoming/diabetes.csv", "retrainer.pipeline_version": "v-hash"}
+    assert call.kwargs["properties"] == {"AUC": "0.88", "Accuracy": "0.8"}
+    assert ref.name == "diabetes_model" and ref.version == 4 and ref.run_id == "pipeline-run-1"
+
+
+def test_register_model_of_a_reused_step_downloads_from_the_original_run(sdk):
+    train = step_run("train", "step-train", "Finished", {}, properties={"azureml.reusedrunid": "step-train-0"})
+    original = step_run("train", "step-train-0", "Finished", {"AUC": 0.88})
+    original.download_file.side_effect = lambda name, output_file_path: Path(output_file_path).write_bytes(b"m")
+    sdk.Run.get.side_effect = lambda workspace, run_id: {"step-train": train, "step-train-0": original}[run_id]
+    sdk.Model.register.return_value = registered_model("diabetes_model", 5, {"retrainer.run_id": "pipeline-run-1"})
+
+    AzureMLBackend(settings()).register_model(FINISHED, "diabetes_model", "outputs/diabetes_model.pkl", {}, {})
+
+    original.download_file.assert_called_once()
+    train.download_file.assert_not_called()
+
+
+def test_register_model_without_the_model_step_is_a_clear_error(sdk):
+    only_prep = RunInfo(run_id="pipeline-run-1", status=RunStatus.COMPLETED, steps=(
+        StepRunInfo(name="prep", run_id="step-prep", status=RunStatus.COMPLETED),))
+
+    with pytest.raises(LookupError, match="RETRAINER_MODEL_STEP"):
+        AzureMLBackend(settings()).register_model(only_prep, "diabetes_model", "outputs/m.pkl", {}, {})
+    sdk.Model.register.assert_not_called()
+
+
+def test_current_model_is_none_when_the_name_has_no_version(sdk):
+    sdk.Model.list.return_value = []
+
+    assert AzureMLBackend(settings()).current_model("diabetes_model") is None
+    sdk.Model.list.assert_called_once_with(sdk.workspace, name="diabetes_model", latest=True)
+
+
+def test_current_model_is_the_latest_version(sdk):
+    sdk.Model.list.return_value = [registered_model("diabetes_model", 7, {"retrainer.run_id": "run-7"},
+                                                    {"AUC": "0.9"})]
+
+    ref = AzureMLBackend(settings()).current_model("diabetes_model")
+
+    assert (ref.version, ref.run_id, ref.properties) == (7, "run-7", {"AUC": "0.9"})
+
+
+def test_find_model_filters_by_the_run_id_tag(sdk):
+    sdk.Model.list.return_value = [registered_model("diabetes_model", 3, {"retrainer.run_id": "pipeline-run-1"})]
+
+    ref = AzureMLBackend(settings()).find_model("diabetes_model", "pipeline-run-1")
+
+    sdk.Model.list.assert_called_once_with(sdk.workspace, name="diabetes_model",
+                                           tags=[["retrainer.run_id", "pipeline-run-1"]])
+    assert ref.version == 3
+
+
+def test_find_model_without_a_version_from_that_run_is_none(sdk):
+    sdk.Model.list.return_value = []
+
+    assert AzureMLBackend(settings()).find_model("diabetes_model", "pipeline-run-9") is None
+
+
+def test_transient_model_registry_error_is_retried(sdk):
+    from azureml.exceptions import WebserviceException
+
+    sdk.Model.list.side_effect = [WebserviceException("throttled", status_code=429), []]
+
+    assert AzureMLBackend(settings()).current_model("diabetes_model") is None
+    assert sdk.Model.list.call_count == 2
+
+
+def test_importing_the_adapter_does_not_import_azureml():
+    import subprocess
+    import sys
+
+    code = ("import sys, retrainer.adapters.azureml_v1; "
+            "print(sorted(m for m in sys.modules if m.startswith('azureml')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.strip() == "[]"
