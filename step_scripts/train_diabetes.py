@@ -60,7 +60,7 @@ def read_training_data(path: Path) -> pd.DataFrame:
     if not all(pd.api.types.is_numeric_dtype(data[column]) for column in data.columns):
         raise BadInput(f"{path} has non-numeric values; run the prep step on it first")
     if set(data[LABEL].unique()) != {0, 1}:
-        raise BadInput(f"{LABEL} must hold both 0 and 1 (found {sorted(data[LABEL].unique().tolist())}); "
+        raise BadInput(f"{LABEL} must be 0 or 1, with both present (found {sorted(data[LABEL].unique().tolist())}); "
                        "a model needs examples of both classes")
     return data
 
