@@ -2,8 +2,9 @@
 
 Receipts live where the Functions host keeps them, in container `azure-webjobs-hosts` as
 `blobreceipts/<hostId>/<functionId>/<"etag">/<container>/<blob name>`, so a restarted host
-reprocesses nothing. A blob version whose function fails `max_dequeue_count` times gets a message
-on the `webjobs-blobtrigger-poison` queue (the host's format) and a poisoned receipt: no more retries.
+reprocesses nothing. A blob version whose function fails `max_dequeue_count` times (host.json
+poisonBlobThreshold) gets a message on the `webjobs-blobtrigger-poison` queue (the host's format)
+and a poisoned receipt: no more retries.
 """
 from __future__ import annotations
 

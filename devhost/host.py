@@ -24,7 +24,7 @@ from devhost.bindings import Invoker
 from devhost.blob_poller import BlobTriggers
 from devhost.ncrontab import ScheduleError
 from devhost.server import Endpoints
-from devhost.settings import HostSettings, HostSettingsError, load_local_settings
+from devhost.settings import HostJson, HostSettings, HostSettingsError, load_local_settings
 from devhost.timers import Timers
 
 log = logging.getLogger("devhost")
@@ -73,19 +73,22 @@ class DevHost:
         self.connection_string = os.environ.get(STORAGE_SETTING, "")
         if _development_storage(self.connection_string):
             self._start_azurite(settings)
+        host_json = HostJson.read(self.app_dir / "host.json")
         self.functions = load_functions(self.app_target, self.app_dir)
         self._invoker = Invoker(settings.workers)
         self._blob_triggers = BlobTriggers(self.functions, self.connection_string, self._invoker,
                                            host_id=settings.host_id, poll_interval=settings.poll_interval,
-                                           max_dequeue_count=settings.max_dequeue_count)
+                                           max_dequeue_count=host_json.poison_blob_threshold)
         self._timers = Timers(self.functions, BlobServiceClient.from_connection_string(self.connection_string),
                               self._invoker, host_id=settings.host_id)
-        self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers)
+        self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers,
+                                    route_prefix=host_json.route_prefix)
         self._serve(settings)
         self._blob_triggers.start()
         self._timers.start()
         for spec in self.functions:
-            log.info("function %s: %s %s", spec.name, spec.trigger_type, _describe_trigger(spec, self.base_url))
+            log.info("function %s: %s %s", spec.name, spec.trigger_type,
+                     _describe_trigger(spec, self.base_url, host_json.route_prefix))
 
     def _start_azurite(self, settings: HostSettings) -> None:
         """No storage configured (or UseDevelopmentStorage=true): our own Azurite backs every setting
@@ -149,10 +152,11 @@ def _development_storage(connection: str) -> bool:
     return not connection or connection.replace(" ", "").lower() == "usedevelopmentstorage=true"
 
 
-def _describe_trigger(spec: FunctionSpec, base_url: str) -> str:
+def _describe_trigger(spec: FunctionSpec, base_url: str, route_prefix: str) -> str:
     trigger = spec.trigger
     if spec.trigger_type == "httpTrigger":
-        return f"{base_url}/api/{trigger.get('route') or spec.name} (auth {str(trigger.get('authLevel')).lower()})"
+        route = "/".join(p for p in (route_prefix, trigger.get("route") or spec.name) if p)
+        return f"{base_url}/{route} (auth {str(trigger.get('authLevel')).lower()})"
     if spec.trigger_type == "blobTrigger":
         return f"path {trigger['path']}" + (" (+ Event Grid webhook)" if trigger.get("source") == "EventGrid" else "")
     if spec.trigger_type == "timerTrigger":

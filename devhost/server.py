@@ -1,4 +1,4 @@
-"""The dev host's HTTP surface (Starlette): HTTP triggers under /api, the Event Grid and blob
+"""The dev host's HTTP surface (Starlette): HTTP triggers under /api (host.json routePrefix), the Event Grid and blob
 webhooks under /runtime/webhooks, manual runs under /admin/functions, and a notification sink."""
 from __future__ import annotations
 
@@ -64,10 +64,11 @@ def _route_regex(template: str) -> re.Pattern:
 
 class Endpoints:
     def __init__(self, specs: Iterable[FunctionSpec], settings: HostSettings, invoker: Invoker,
-                 blob_triggers: BlobTriggers, timers: Timers) -> None:
+                 blob_triggers: BlobTriggers, timers: Timers, *, route_prefix: str = "api") -> None:
         self._specs = {s.name.lower(): s for s in specs}
         self._routes = [HttpRoute.of(s) for s in self._specs.values() if s.trigger_type == "httpTrigger"]
         self._settings, self._invoker, self._blobs, self._timers = settings, invoker, blob_triggers, timers
+        self._route_prefix = route_prefix
         self.sink_file = Path(settings.state_dir) / SINK_FILE
         self._sink_lock = threading.Lock()
 
@@ -77,7 +78,8 @@ class Endpoints:
             Route("/runtime/webhooks/blobs", self.blob_webhook, methods=["POST", "OPTIONS"]),
             Route("/admin/functions/{name}", self.run_function, methods=["POST"]),
             Route("/sink/events", self.sink, methods=["GET", "POST"]),
-            Route("/api/{path:path}", self.http_trigger,
+            # last: with an empty routePrefix (host.json) it takes every other path
+            Route("/".join(("", self._route_prefix, "{path:path}")).replace("//", "/"), self.http_trigger,
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
         ])
 

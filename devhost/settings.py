@@ -18,7 +18,6 @@ class HostSettings:
     port: int = 7071                         # DEVHOST_PORT (0: a free port)
     poll_interval: float = 1.0               # DEVHOST_POLL_INTERVAL: seconds between blob container scans
     workers: int = 4                         # DEVHOST_WORKERS: invocations running at once
-    max_dequeue_count: int = 5               # DEVHOST_MAX_DEQUEUE_COUNT: failures before a blob is poison
     host_id: str = "devhost"                 # DEVHOST_HOST_ID: names receipts and timer status blobs
     auth: bool = True                        # DEVHOST_AUTH: off accepts every request without a key
     master_key: str | None = field(default=None, repr=False)     # DEVHOST_MASTER_KEY: admin level, any level
@@ -34,9 +33,8 @@ class HostSettings:
                                 ("DEVHOST_EVENTGRID_KEY", self.eventgrid_key)):
                 if not value:
                     raise HostSettingsError(f"{name} is required (or set DEVHOST_AUTH=off for local use)")
-        if self.poll_interval <= 0 or self.workers < 1 or self.max_dequeue_count < 1:
-            raise HostSettingsError("DEVHOST_POLL_INTERVAL must be > 0, DEVHOST_WORKERS and "
-                                    "DEVHOST_MAX_DEQUEUE_COUNT >= 1")
+        if self.poll_interval <= 0 or self.workers < 1:
+            raise HostSettingsError("DEVHOST_POLL_INTERVAL must be > 0 and DEVHOST_WORKERS >= 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HostSettings":
@@ -66,12 +64,34 @@ _flag.__name__ = "on/off flag"
 _VARIABLES = {
     "DEVHOST_HOST": ("host", str), "DEVHOST_PORT": ("port", int),
     "DEVHOST_POLL_INTERVAL": ("poll_interval", float), "DEVHOST_WORKERS": ("workers", int),
-    "DEVHOST_MAX_DEQUEUE_COUNT": ("max_dequeue_count", int), "DEVHOST_HOST_ID": ("host_id", str),
+    "DEVHOST_HOST_ID": ("host_id", str),
     "DEVHOST_AUTH": ("auth", _flag), "DEVHOST_MASTER_KEY": ("master_key", str),
     "DEVHOST_FUNCTION_KEY": ("function_key", str), "DEVHOST_EVENTGRID_KEY": ("eventgrid_key", str),
     "DEVHOST_SINK_KEY": ("sink_key", str), "DEVHOST_AZURITE_DIR": ("azurite_dir", Path),
     "DEVHOST_STATE_DIR": ("state_dir", Path),
 }
+
+
+@dataclass(frozen=True)
+class HostJson:
+    """What the dev host honours from the app's host.json, with the Functions host's defaults."""
+    poison_blob_threshold: int = 5   # extensions.blobs.poisonBlobThreshold
+    route_prefix: str = "api"        # extensions.http.routePrefix
+
+    @classmethod
+    def read(cls, path: Path) -> "HostJson":
+        if not path.exists():
+            return cls()
+        try:
+            extensions = json.loads(path.read_text(encoding="utf-8")).get("extensions") or {}
+            threshold = int((extensions.get("blobs") or {}).get("poisonBlobThreshold", 5))
+            prefix = str((extensions.get("http") or {}).get("routePrefix", "api")).strip("/")
+        except (ValueError, AttributeError, TypeError):
+            raise HostSettingsError(f"{path} is not valid: extensions.blobs.poisonBlobThreshold must be a "
+                                    "number and extensions.http.routePrefix a string") from None
+        if threshold < 1:
+            raise HostSettingsError(f"{path}: extensions.blobs.poisonBlobThreshold must be at least 1")
+        return cls(poison_blob_threshold=threshold, route_prefix=prefix)
 
 
 def load_local_settings(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:

@@ -63,7 +63,7 @@ def test_a_blob_failing_five_times_goes_to_the_poison_queue_and_is_not_retried(e
     folder = app_folder(tmp_path, IN_CONTAINER="poison")
     container = BlobServiceClient.from_connection_string(env).get_container_client("poison")
     queue = QueueServiceClient.from_connection_string(env).get_queue_client(POISON_QUEUE)
-    with host(folder) as running:
+    with host(folder):
         container.upload_blob("bad.csv", b"fail")
         body = wait_for(lambda: next((m for m in map(poison_message, queue.peek_messages(max_messages=32))
                                       if m["ContainerName"] == "poison"), None), "a poison message")
@@ -77,7 +77,17 @@ def test_a_blob_failing_five_times_goes_to_the_poison_queue_and_is_not_retried(e
         container.upload_blob("good2.csv", b"ok")
         processed(folder, "good2.csv")
         assert len(names(folder, "bad.csv")) == 5
-    assert running.settings.max_dequeue_count == 5
+
+
+def test_the_poison_threshold_comes_from_host_json(env, tmp_path):
+    folder = app_folder(tmp_path, host_json={"extensions": {"blobs": {"poisonBlobThreshold": 2}}},
+                        IN_CONTAINER="threshold")
+    queue = QueueServiceClient.from_connection_string(env).get_queue_client(POISON_QUEUE)
+    with host(folder):
+        BlobServiceClient.from_connection_string(env).get_container_client("threshold").upload_blob("bad.csv", b"fail")
+        wait_for(lambda: any(m["ContainerName"] == "threshold"
+                             for m in map(poison_message, queue.peek_messages(max_messages=32))), "a poison message")
+    assert len(names(folder, "bad.csv")) == 2
 
 
 def poison_message(message) -> dict:

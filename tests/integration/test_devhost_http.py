@@ -105,3 +105,12 @@ def test_sink_records_cloudevents_posted_with_its_key(api, running):
     assert listed[0] == notification
     lines = devhost.sink_file.read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines][0] == "n1"
+
+
+def test_host_json_route_prefix_moves_the_http_triggers(azurite, tmp_path):
+    folder = app_folder(tmp_path, host_json={"extensions": {"http": {"routePrefix": "v1"}}})
+    with EnvironmentSnapshot():
+        use_storage(azurite.connection_string)
+        with host(folder) as devhost:
+            assert httpx.get(f"{devhost.base_url}/v1/hello/bo").text == "hello bo"
+            assert httpx.get(f"{devhost.base_url}/api/hello/bo").status_code == 404
