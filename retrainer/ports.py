@@ -185,7 +185,8 @@ class BlobInfo:
 
 
 class BlobStore(Protocol):
-    def properties(self, container: str, name: str) -> BlobInfo: ...
+    def properties(self, container: str, name: str) -> BlobInfo:
+        """FileNotFoundError when there is no such blob (it was deleted before its trigger ran)."""
 
     def read_prefix(self, container: str, name: str, max_bytes: int) -> bytes:
         """At most `max_bytes` from the start of the blob; never the whole blob."""

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from retrainer.ports import BlobInfo
@@ -53,7 +53,10 @@ class AzureBlobStore:
     # ---------------------------------------------------------------- ports.BlobStore
 
     def properties(self, container: str, name: str) -> BlobInfo:
-        props = self._retry(self._service.get_blob_client(container, name).get_blob_properties)
+        try:
+            props = self._retry(self._service.get_blob_client(container, name).get_blob_properties)
+        except ResourceNotFoundError:
+            raise FileNotFoundError(f"no blob {container}/{name}") from None
         return _info(container, props)
 
     def read_prefix(self, container: str, name: str, max_bytes: int) -> bytes:

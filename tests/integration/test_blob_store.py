@@ -53,8 +53,8 @@ def test_properties(service, container, store):
     assert info.content_md5 == base64.b64encode(hashlib.md5(CSV).digest()).decode()
 
 
-def test_properties_of_a_missing_blob_is_not_found(container, store):
-    with pytest.raises(ResourceNotFoundError):
+def test_properties_of_a_missing_blob_is_file_not_found(container, store):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
         store.properties(container, "nope.csv")
 
 
@@ -133,3 +133,4 @@ def test_service_uri_with_a_credential(azurite, service, container, quarantine_c
     upload(service, container, "diabetes.csv")
     assert store.properties(container, "diabetes.csv").size == len(CSV)
     assert store.quarantine(container, "diabetes.csv", "too large") == f"{container}/diabetes.csv"
+
