@@ -1,0 +1,14 @@
+"""A local stand-in for the Azure Functions host (tooling, not deployed).
+
+`DevHost("function_app:app").start()` (or `python -m retrainer host`) indexes the FunctionApp once and serves:
+- blob triggers: container scans every DEVHOST_POLL_INTERVAL s, receipts under azure-webjobs-hosts/blobreceipts,
+  poison after host.json poisonBlobThreshold failures (queue webjobs-blobtrigger-poison); with
+  source="EventGrid" also POST /runtime/webhooks/blobs?functionName=NAME;
+- timer triggers: NCRONTAB in UTC, status blobs azure-webjobs-hosts/timers/<hostId>/<functionId>/status;
+- Event Grid triggers: POST /runtime/webhooks/eventgrid?functionName=NAME (header aeg-event-type);
+- HTTP triggers: /api/<route>; POST /admin/functions/<name> with body {"input": "..."} runs any other function;
+- a notification sink: POST/GET /sink/events (JSON lines in DEVHOST_STATE_DIR/sink-events.jsonl).
+Keys (`code` query parameter or x-functions-key header): DEVHOST_MASTER_KEY (any level), DEVHOST_FUNCTION_KEY,
+DEVHOST_EVENTGRID_KEY (both webhooks); DEVHOST_AUTH=off accepts requests without keys. With no
+AzureWebJobsStorage (or UseDevelopmentStorage=true) it starts Azurite and points those settings at it.
+"""
