@@ -42,6 +42,7 @@ class AzureMLBackend:
         self._settings = settings
         self._lock = threading.Lock()
         self._workspace_object: Any = None
+        self._datastore_object: Any = None
         self._published: dict[str, PublishedPipelineRef] = {}
         self._endpoints: dict[str, Any] = {}
 
@@ -237,9 +238,11 @@ class AzureMLBackend:
         return MsiAuthentication()
 
     def _datastore(self) -> Any:
-        from azureml.core import Datastore
+        if self._datastore_object is None:
+            from azureml.core import Datastore
 
-        return _retrying(Datastore.get, self._workspace(), self._settings.datastore)
+            self._datastore_object = _retrying(Datastore.get, self._workspace(), self._settings.datastore)
+        return self._datastore_object
 
 
 # ---------------------------------------------------------------- helpers

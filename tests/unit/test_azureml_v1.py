@@ -270,6 +270,7 @@ def test_submit_goes_through_the_endpoint_with_a_datapath_on_the_configured_data
                                                "diabetes-retraining", TAGS)
 
     sdk.PipelineEndpoint.get.assert_called_once_with(workspace=sdk.workspace, name="diabetes-training")
+    sdk.Datastore.get.assert_called_once_with(sdk.workspace, "training_data")
     sdk.endpoint.submit.assert_called_once()
     call = sdk.endpoint.submit.call_args
     assert call.args == ("diabetes-retraining",)
@@ -291,6 +292,21 @@ def test_submit_tags_the_run_with_the_key_and_the_pipeline_version(sdk):
     expected = {**TAGS, "retrainer.pipeline_version": "v-hash"}
     run.set_tags.assert_called_once_with(expected)
     assert result.tags == expected
+
+
+def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, real_version):
+    sdk.PipelineEndpoint.get.side_effect = service_error(404)
+    sdk.Pipeline.return_value.publish.return_value = published_pipeline(real_version, "pp-new")
+    new_endpoint = create_autospec(PipelineEndpoint, instance=True)
+    new_endpoint.submit.return_value = submitted_run()
+    sdk.PipelineEndpoint.publish.return_value = new_endpoint
+    backend = AzureMLBackend(settings())
+
+    ref = backend.ensure_published("diabetes_training")
+    backend.submit(ref, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    new_endpoint.submit.assert_called_once()
+    sdk.PipelineEndpoint.get.assert_called_once()    # the look-up that found nothing; no second one
 
 
 def test_submit_without_the_idempotency_tag_is_refused(sdk):
