@@ -190,26 +190,40 @@ class AzureMLBackend:
         holder = self._output_holder(step_run, _retrying(step_run.get_details))
         model_tags = {**{k: v for k, v in run.tags.items() if k in ("retrainer.blob", VERSION_TAG)},
                       **tags, RUN_ID_TAG: run.run_id}
+        attempted = False
+
+        def register_unless_already_registered(local_file: Path) -> Any:
+            # The run id tag is set with the registration itself, so a version a lost response hid is found.
+            nonlocal attempted
+            if attempted:
+                found = self._models(name, tags=[[RUN_ID_TAG, run.run_id]])
+                if found:
+                    return min(found, key=lambda m: m.version)
+            attempted = True
+            return Model.register(workspace=workspace, model_path=str(local_file), model_name=name,
+                                  tags={k: str(v) for k, v in model_tags.items()},
+                                  properties={k: str(v) for k, v in properties.items()},
+                                  description=f"from run {run.run_id}, step {step.name}")
+
         with tempfile.TemporaryDirectory(prefix="retrainer-model-") as folder:
             local_file = Path(folder) / PurePosixPath(path).name
             _retrying(holder.download_file, name=path, output_file_path=str(local_file))
-            model = _retrying(Model.register, workspace=workspace, model_path=str(local_file),
-                              model_name=name, tags={k: str(v) for k, v in model_tags.items()},
-                              properties={k: str(v) for k, v in properties.items()},
-                              description=f"from run {run.run_id}, step {step.name}")
+            model = _retrying(register_unless_already_registered, local_file)
         return _model_ref(model)
 
     def current_model(self, name: str) -> ModelRef | None:
-        from azureml.core import Model
-
-        models = _retrying(Model.list, self._workspace(), name=name, latest=True)
+        models = _retrying(self._models, name, latest=True)
         return _model_ref(max(models, key=lambda m: m.version)) if models else None
 
     def find_model(self, name: str, run_id: str) -> ModelRef | None:
+        models = _retrying(self._models, name, tags=[[RUN_ID_TAG, run_id]])
+        return _model_ref(min(models, key=lambda m: m.version)) if models else None
+
+    def _models(self, name: str, **filters: Any) -> list:
+        """One registry query, not retried here: callers retry around it. Tag filters are [key, value] pairs."""
         from azureml.core import Model
 
-        models = _retrying(Model.list, self._workspace(), name=name, tags=[[RUN_ID_TAG, run_id]])
-        return _model_ref(min(models, key=lambda m: m.version)) if models else None
+        return Model.list(self._workspace(), name=name, **filters)
 
     # ------------------------------------------------------------ workspace
 

@@ -547,3 +547,19 @@ def test_importing_the_adapter_does_not_import_azureml():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "[]"
+
+
+def test_transient_register_error_finds_the_version_it_created_instead_of_registering_again(sdk):
+    train = step_run("train", "step-train", "Finished", {"AUC": 0.88})
+    train.download_file.side_effect = lambda name, output_file_path: Path(output_file_path).write_bytes(b"model")
+    sdk.Run.get.return_value = train
+    sdk.Model.register.side_effect = service_error(502)
+    sdk.Model.list.return_value = [registered_model("diabetes_model", 6, {"retrainer.run_id": "pipeline-run-1"})]
+
+    ref = AzureMLBackend(settings()).register_model(FINISHED, "diabetes_model", "outputs/diabetes_model.pkl",
+                                                    {}, {})
+
+    sdk.Model.register.assert_called_once()
+    sdk.Model.list.assert_called_once_with(sdk.workspace, name="diabetes_model",
+                                           tags=[["retrainer.run_id", "pipeline-run-1"]])
+    assert ref.version == 6
