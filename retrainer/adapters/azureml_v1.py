@@ -65,6 +65,9 @@ class AzureMLBackend:
         version = pipelines.pipeline_version(definition)
         endpoint_name = self._settings.pipeline_endpoint
         endpoint = self._find_endpoint(endpoint_name)
+        if endpoint is not None and endpoint.status != "Active":
+            raise RuntimeError(f"pipeline endpoint {endpoint_name!r} is {endpoint.status}: enable it in Azure ML "
+                               "studio or set RETRAINER_PIPELINE_ENDPOINT to another name")
         if endpoint is not None:
             default = _retrying(endpoint.get_pipeline)       # no version: the endpoint's default
             if default.version == version:

@@ -130,6 +130,7 @@ class SDK:
         self.experiment = autospecs["experiment"]
         self.Experiment.return_value = self.experiment
         self.endpoint = autospecs["endpoint"]
+        self.endpoint.status = "Active"
         self.PipelineEndpoint.get.return_value = self.endpoint
         self.Pipeline.return_value = create_autospec(Pipeline, instance=True)
         self.Run.list.return_value = iter([])
@@ -250,6 +251,14 @@ def test_ensure_published_is_cached_per_process(sdk, real_version):
 
     assert backend.ensure_published("diabetes_training") == backend.ensure_published("diabetes_training")
     sdk.PipelineEndpoint.get.assert_called_once()
+
+
+def test_disabled_endpoint_is_a_clear_error_naming_the_setting(sdk):
+    sdk.endpoint.status = "Disabled"
+
+    with pytest.raises(RuntimeError, match="RETRAINER_PIPELINE_ENDPOINT"):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+    sdk.Pipeline.assert_not_called()
 
 
 def test_endpoint_lookup_error_other_than_not_found_is_raised(sdk):
