@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import logging
 import time
 import uuid
@@ -58,16 +59,33 @@ class Invoker:
         return outcome
 
 
-def blob_argument(spec: FunctionSpec, data: bytes, path: str, uri: str,
+def blob_argument(spec: FunctionSpec, fetch: Callable[[], bytes], path: str, uri: str, length: int,
                   properties: Mapping[str, Any], metadata: Mapping[str, str]) -> Any:
-    """`path` is 'container/blob name', as InputStream.name carries it."""
+    """`path` is 'container/blob name', as InputStream.name carries it; `fetch` downloads the content."""
     annotation = spec.parameter.annotation
     if annotation is bytes:
-        return data
+        return fetch()
     if annotation is str:
-        return data.decode("utf-8")
-    return InputStream(data=data, name=path, uri=uri, length=len(data),
-                       blob_properties=dict(properties), metadata=dict(metadata))
+        return fetch().decode("utf-8")
+    return LazyInputStream(fetch=fetch, name=path, uri=uri, length=length, blob_properties=dict(properties),
+                           metadata=dict(metadata))
+
+
+class LazyInputStream(InputStream):
+    """The worker's InputStream, downloading on the first read: a function that only needs the name
+    and properties (or reads a bounded prefix through its own client) costs no download."""
+
+    def __init__(self, *, fetch: Callable[[], bytes], **fields: Any) -> None:
+        super().__init__(data=b"", **fields)
+        self._fetch: Callable[[], bytes] | None = fetch
+
+    def read(self, size: int = -1) -> bytes:
+        if self._fetch is not None:
+            self._io = io.BytesIO(self._fetch())
+            self._fetch = None
+        return super().read(size)
+
+    read1 = read
 
 
 def timer_argument(past_due: bool, status: Mapping[str, str] | None) -> TimerRequest:

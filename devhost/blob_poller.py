@@ -144,13 +144,14 @@ class BlobTriggers:
 
     def _argument(self, spec: FunctionSpec, version: BlobVersion) -> object:
         client = self._data[spec.name].get_blob_client(version.container, version.name)
-        # Read the version the trigger saw: an overwrite since then is a new version, triggered on its own.
-        downloader = client.download_blob(etag=version.etag, match_condition=MatchConditions.IfNotModified)
-        props = downloader.properties
+        # The version the trigger saw: an overwrite since then is a new version, triggered on its own.
+        same_version = {"etag": version.etag, "match_condition": MatchConditions.IfNotModified}
+        props = client.get_blob_properties(**same_version)
         properties = {"ETag": props.etag, "Length": props.size, "ContentType": props.content_settings.content_type,
                       "LastModified": props.last_modified.isoformat()}
-        return blob_argument(spec, downloader.readall(), f"{version.container}/{version.name}", client.url,
-                             properties, props.metadata or {})
+        return blob_argument(spec, lambda: client.download_blob(**same_version).readall(),
+                             f"{version.container}/{version.name}", client.url, props.size, properties,
+                             props.metadata or {})
 
     def _settle(self, function_name: str, version: BlobVersion, done: "Future[Outcome]") -> None:
         key = (function_name, version)
