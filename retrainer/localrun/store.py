@@ -150,14 +150,14 @@ def find_run_by_tag(tracking_uri: str, experiment: str, key: str, value: str) ->
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    runs = client.search_runs([found.experiment_id], f"tags.`{key}` = '{_quote(value)}'",
-                              order_by=["attributes.start_time DESC"], max_results=10)
-    top_level = [run for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags]
-    return top_level[0].info.run_id if top_level else None
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    # MLflow's filter grammar has no escape for quotes or backslashes (ledger keys may hold both): match
+    # them with LIKE's one-character wildcard, then compare exactly.
+    pattern = "".join("_" if c in "'\"\\%_" else c for c in value)
+    runs = client.search_runs([found.experiment_id], f"tags.`{key}` LIKE '{pattern}'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+    matching = [run for run in runs
+                if run.data.tags.get(key) == value and MLFLOW_PARENT_RUN_ID not in run.data.tags]
+    return matching[0].info.run_id if matching else None
 
 
 def tag_json(value: Any) -> str:
