@@ -89,8 +89,10 @@ def publish(settings: Settings, event: dict) -> None:
                              data_version=event["dataVersion"], topic=event["topic"], id=event["id"],
                              event_time=datetime.fromisoformat(event["eventTime"]))
     try:
-        # retry_total=0: ours is the only retry layer.
-        retry(client.send, [message], retry_total=0)
+        # retry_total=0: ours is the only retry layer. aeg-event-type is what Event Grid sends on
+        # delivery; x-functions-key is how a Functions host takes the webhook's system key.
+        retry(client.send, [message], retry_total=0, headers={
+            "aeg-event-type": "Notification", "x-functions-key": settings.local_events_key or ""})
     except HttpResponseError as error:
         # A Functions host's Event Grid webhook answers 202; the client expects a topic's 200.
         if error.status_code != 202:
