@@ -28,7 +28,7 @@ from retrainer.hashing import IGNORED_DIRS, IGNORED_SUFFIXES, DigestCache
 from retrainer.ports import RunStatus
 
 from . import store as run_store
-from .graph import DataInput, Intermediate, Parameter, StepNode, read_graph
+from .graph import DataInput, Intermediate, Parameter, PipelineDefinitionError, StepNode, read_graph
 from .reuse import reuse_key
 
 LOG_TAIL_LINES = 20
@@ -86,11 +86,18 @@ def run_pipeline(definition: Any, *, parameters: Mapping[str, Any], state_dir: P
     Raises UnsupportedStepError / PipelineDefinitionError / PipelineInputError before anything runs;
     a failing step does not raise: the result says Failed and names the step.
     """
-    nodes = read_graph(definition.steps)
-    parameter_values = _parameter_values(nodes, definition.parameters, parameters)
-    data_inputs, fixed_paths = _resolve_data(nodes, parameter_values, fetch_data)
+    try:
+        nodes = read_graph(definition.steps)
+        parameter_values = _parameter_values(nodes, definition.parameters, parameters)
+        data_inputs, fixed_paths = _resolve_data(nodes, parameter_values, fetch_data)
+    except (PipelineDefinitionError, PipelineInputError) as error:
+        if parent_run_id is not None:   # a run the caller already announced: record why it never started
+            store = run_store.RunStore(tracking_uri)
+            store.set_tags(parent_run_id, {run_store.TAG_ERROR: str(error)})
+            store.finish(parent_run_id, succeeded=False)
+        raise
 
-    state_dir = Path(state_dir)
+    state_dir = Path(state_dir).resolve()   # steps run in their own folders: every path must be absolute
     state_dir.mkdir(parents=True, exist_ok=True)
     store = run_store.RunStore(tracking_uri)
     run_id = store.start_parent(experiment, definition.name,

@@ -242,6 +242,29 @@ def test_a_run_created_earlier_is_the_parent(bench):
     assert info.metrics == result.metrics and "chars" in info.metrics
 
 
+def test_an_announced_run_records_why_it_never_started(bench):
+    client = MlflowClient(tracking_uri=bench.tracking_uri)
+    created = client.create_run(client.create_experiment("fixture")).info.run_id
+
+    with pytest.raises(PipelineInputError):
+        bench.run(parameters={"input_data": "/no/such/file.csv"}, parent_run_id=created)
+
+    info = read_run(bench.tracking_uri, created)
+    assert info.status == "Failed" and "/no/such/file.csv" in info.error
+    assert bench.executions() == []
+
+
+def test_a_relative_state_folder_works_from_the_steps_own_folders(bench, monkeypatch):
+    monkeypatch.chdir(bench.root)
+
+    result = run_pipeline(fixture_pipeline.build(source_directory=bench.steps),
+                          parameters={"input_data": "input.txt"}, state_dir=Path("relative-state"),
+                          tracking_uri=bench.tracking_uri, experiment="fixture")
+
+    assert result.status == "Completed", result.error
+    assert (bench.root / "relative-state" / "runs" / result.run_id / "data" / "left_out" / "data.txt").is_file()
+
+
 def test_find_run_by_tag_matches_keys_with_awkward_characters(bench):
     key = "blob:incoming/o'brien #1?é\\x.csv@0x8DC"
     result = bench.run(tags={"retrainer.key": key})
