@@ -144,12 +144,12 @@ class Demo:
     def where_next(self) -> None:
         print(f"""
 where to look next:
-  MLflow UI (runs, steps, registered models):
+  the runs, their steps and the registered model in the MLflow UI:
     .venv/bin/mlflow ui --backend-store-uri sqlite:///{STATE / 'mlflow.db'}
-  the host and its API, with the keys in {STATE / 'devhost-keys.json'}:
+  the notifications the sink received: {self.host.sink_file}
+  your own host (Azurite included; its keys land in .state/devhost-keys.json):
     .venv/bin/python -m retrainer host
-    curl -H "x-functions-key: $KEY" http://127.0.0.1:7071/api/runs
-  notifications received: {self.host.sink_file}""")
+    curl -H "x-functions-key: <DEVHOST_FUNCTION_KEY>" http://127.0.0.1:7071/api/runs""")
 
     # -- helpers
 
@@ -188,19 +188,9 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
-    os.environ.update({
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-        "RETRAINER_DATA_STORAGE": "UseDevelopmentStorage=true",
-        "RETRAINER_INCOMING_PATH": "incoming/{name}",
-        "RETRAINER_SCHEDULE": "0 0 2 * * *",
-        "RETRAINER_RECONCILE_SCHEDULE": "0 */15 * * * *",
-        "RETRAINER_STATE_DIR": str(STATE),
-        "DEVHOST_STATE_DIR": str(STATE),
-        "DEVHOST_PORT": str(_free_port()),
-    })
-    local_loop.ensure_keys(STATE)
-    settings = HostSettings.from_env()
-    local_loop.wire(settings)
+    # The demo's own state and port; everything else as `python -m retrainer host` would set it.
+    os.environ.update({"RETRAINER_STATE_DIR": str(STATE), "DEVHOST_PORT": str(_free_port())})
+    settings = local_loop.prepare(REPO)
     print("retrainer demo: starting Azurite and the dev host with function_app ...", flush=True)
     with DevHost("function_app:app", settings, app_dir=REPO) as host:
         demo = Demo(host, settings)

@@ -13,13 +13,35 @@ import secrets
 from pathlib import Path
 from typing import MutableMapping
 
-from devhost.settings import HostSettings
+from devhost.settings import HostSettings, load_local_settings
+from retrainer.settings import Settings
 
 EVENTS_FUNCTION = "ml_events"
 KEY_SETTINGS = ("DEVHOST_MASTER_KEY", "DEVHOST_EVENTGRID_KEY", "DEVHOST_FUNCTION_KEY", "DEVHOST_SINK_KEY")
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"   # the host starts Azurite for these
+# Binding expressions (%NAME%) the host must resolve: the app's defaults when unset.
+BINDING_DEFAULTS = {"RETRAINER_INCOMING_PATH": Settings.incoming_path,
+                    "RETRAINER_SCHEDULE": Settings.retrain_schedule,
+                    "RETRAINER_RECONCILE_SCHEDULE": Settings.reconcile_schedule}
 
 
-def ensure_keys(state_dir: Path, env: MutableMapping[str, str] = os.environ) -> Path:
+def prepare(app_dir: Path, env: MutableMapping[str, str] = os.environ) -> HostSettings:
+    """Settings for running function_app on the dev host with the local backend, as Core Tools would
+    read them (local.settings.json first), completed with local defaults."""
+    load_local_settings(app_dir / "local.settings.json", env)
+    for name, value in {**BINDING_DEFAULTS, "AzureWebJobsStorage": DEVELOPMENT_STORAGE,
+                        "RETRAINER_DATA_STORAGE": DEVELOPMENT_STORAGE}.items():
+        if not env.get(name):
+            env[name] = value
+    state_dir = Path(env.get("RETRAINER_STATE_DIR") or Settings.state_dir)
+    env.setdefault("DEVHOST_STATE_DIR", str(state_dir))
+    ensure_keys(state_dir, env)
+    host = HostSettings.from_env(env)
+    wire(host, env)
+    return host
+
+
+def ensure_keys(state_dir: Path, env: MutableMapping[str, str]) -> Path:
     """Give the host keys when none are set: generated once, kept in a file only the owner reads."""
     path = state_dir / "devhost-keys.json"
     if all(env.get(name) for name in KEY_SETTINGS):
@@ -32,17 +54,16 @@ def ensure_keys(state_dir: Path, env: MutableMapping[str, str] = os.environ) -> 
         path.touch(mode=0o600)
         path.write_text(json.dumps(stored, indent=2))
     for name in KEY_SETTINGS:
-        env.setdefault(name, stored[name])
+        if not env.get(name):
+            env[name] = stored[name]
     return path
 
 
-def wire(host: HostSettings, env: MutableMapping[str, str] = os.environ) -> None:
+def wire(host: HostSettings, env: MutableMapping[str, str]) -> None:
     base = f"http://{host.host}:{host.port}"
-    env.setdefault("RETRAINER_LOCAL_EVENTS_ENDPOINT",
-                   f"{base}/runtime/webhooks/eventgrid?functionName={EVENTS_FUNCTION}")
-    if host.eventgrid_key:
-        env.setdefault("RETRAINER_LOCAL_EVENTS_KEY", host.eventgrid_key)
+    if not env.get("RETRAINER_LOCAL_EVENTS_ENDPOINT"):
+        env["RETRAINER_LOCAL_EVENTS_ENDPOINT"] = f"{base}/runtime/webhooks/eventgrid?functionName={EVENTS_FUNCTION}"
+        env["RETRAINER_LOCAL_EVENTS_KEY"] = host.eventgrid_key or ""
     if not env.get("RETRAINER_NOTIFY_TOPIC_ENDPOINT") and not env.get("RETRAINER_NOTIFY_WEBHOOK_URL"):
         env["RETRAINER_NOTIFY_WEBHOOK_URL"] = f"{base}/sink/events"
-        if host.sink_key:
-            env["RETRAINER_NOTIFY_WEBHOOK_KEY"] = host.sink_key
+        env["RETRAINER_NOTIFY_WEBHOOK_KEY"] = host.sink_key or ""

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Event-driven retraining for Azure ML pipelines.")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_run_local(commands)
+    add_host(commands)
     return parser
 
 
@@ -45,6 +46,28 @@ def add_run_local(commands: argparse._SubParsersAction) -> None:
     run_local.add_argument("--state-dir", type=Path, default=None,
                            help="local state folder (default: RETRAINER_STATE_DIR or .state)")
     run_local.set_defaults(command=run_local_command)
+
+
+def add_host(commands: argparse._SubParsersAction) -> None:
+    host = commands.add_parser(
+        "host", help="serve function_app on the dev host (Azurite started when no storage is set)",
+        description="Run the function app on the local Functions host until Ctrl+C. Settings come from "
+                    "the environment, then local.settings.json; run events and notifications loop back "
+                    "to the host unless configured.")
+    host.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of function_app.py")
+    host.set_defaults(command=host_command)
+
+
+def host_command(args: argparse.Namespace) -> int:
+    from devhost import host, local_loop
+    from devhost.settings import HostSettingsError
+
+    try:
+        settings = local_loop.prepare(args.app_dir)
+    except HostSettingsError as error:
+        raise BadInput(str(error)) from None
+    print(f"keys for the host's API and webhooks: {settings.state_dir / 'devhost-keys.json'}", file=sys.stderr)
+    return host.main(["--app-dir", str(args.app_dir)])
 
 
 def run_local_command(args: argparse.Namespace) -> int:
