@@ -230,13 +230,13 @@ def blob_created(loop: Loop, name: str, etag: str, size: int) -> EventGridEvent:
                                 "storageAccounts/devstoreaccount1")
 
 
-def run_completed(run_id: str, tags: dict[str, str]) -> EventGridEvent:
+def run_completed(run_id: str, tags: dict[str, str], experiment_id: str = "1") -> EventGridEvent:
     """The event Azure ML (here, the local run worker) sends for a finished pipeline run; a run's event id
     is derived from its run id, so building it again is a redelivery."""
     from retrainer.adapters.local_worker import run_event
     from retrainer.settings import Settings
 
-    event = run_event(Settings.from_env(), run_id, "diabetes-retraining", "1", RunStatus.COMPLETED, tags,
+    event = run_event(Settings.from_env(), run_id, "diabetes-retraining", experiment_id, RunStatus.COMPLETED, tags,
                       {"azureml.runsource": "azureml.PipelineRun"})
     return EventGridEvent(subject=event["subject"], event_type=event["eventType"], data=event["data"],
                           data_version=event["dataVersion"], topic=event["topic"], id=event["id"])
@@ -317,13 +317,14 @@ def test_a_batch_with_a_failing_event_is_500_and_its_redelivery_duplicates_nothi
     from retrainer.adapters.table_ledger import TableLedger
 
     uri = f"sqlite:///{(loop.state / 'mlflow.db').resolve()}"
-    tags = {k: v for k, v in MlflowClient(tracking_uri=uri).get_run(first["run_id"]).data.tags.items()
-            if not k.startswith("mlflow.")}
+    run = MlflowClient(tracking_uri=uri).get_run(first["run_id"])
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
     orphan_key = policy.blob_key("incoming", "orphan.csv", "0x8DCORPHAN")
     TableLedger(loop.connection, "retrainerledger").claim(orphan_key, "blob", {"container": "incoming",
                                                                                "blob": "orphan.csv"})
-    orphan = run_completed("f" * 32, policy.run_tags(orphan_key, "blob", first["pipeline_version"]))
-    batch = [run_completed(first["run_id"], tags), orphan]
+    orphan = run_completed("f" * 32, policy.run_tags(orphan_key, "blob", first["pipeline_version"]),
+                           run.info.experiment_id)
+    batch = [run_completed(first["run_id"], tags, run.info.experiment_id), orphan]
     versions_before = [v.version for v in loop.model_versions()]
 
     assert loop.post_events("ml_events", batch) == 500

@@ -1,0 +1,293 @@
+"""Ingest benchmark: drop many small files at once into the incoming container of a running dev host.
+
+    .venv/bin/python bench/ingest.py [--files 1000] [--rows 20] [--timeout 3600]
+
+The real function_app runs on an in-process DevHost (its own Azurite, auth on, the local backend, the default
+poll interval), routed to the one-step pipeline pipeline_defs/bench_trivial.py. The files are uploaded with
+azure-storage-blob from a thread pool, all at once; the ledger table is then read until every file's row is
+final. Prints files per second to submission (ledger state `submitted`) and to completion (a final state), and
+the drop-to-claim and drop-to-submission latencies p50/p95: the row's creation and its update to `submitted`
+against the end of the file's upload (both clocks are this process's).
+
+Each local run is a detached worker process (about 4.5 s of imports and 260 MB), and the local backend starts
+one per submission with no bound. So the benchmark stops by itself, ending the run workers its host started
+(by pid, its own children only), at --timeout or when the machine's available memory falls below
+--min-free-mb, and prints the figures measured up to then. Everything is on loopback. It prints figures; it
+never passes or fails on time.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
+from azure.data.tables import TableClient  # noqa: E402
+from azure.storage.blob import BlobServiceClient  # noqa: E402
+
+from devhost import local_loop  # noqa: E402
+from devhost.host import DevHost  # noqa: E402
+from devhost.settings import HostSettings  # noqa: E402
+
+STATE = REPO / ".state" / "bench-ingest"
+LEDGER_TABLE = "retrainerledger"
+FINAL = {"registered", "model_rejected", "failed", "rejected"}
+SCAN_PAUSE = 0.5       # seconds between reads of the ledger table
+EXIT_GRACE = 30.0      # seconds the run workers get to exit by themselves once every file is final
+
+
+@dataclass
+class FileTimes:
+    uploaded: float                    # epoch seconds when its upload returned
+    claimed: float | None = None       # the ledger row's creation
+    submitted: float | None = None     # the ledger row's update to `submitted`
+    completed: float | None = None     # when a final state was first seen
+    state: str = ""
+
+
+class MemoryGuard(threading.Thread):
+    """Sets `tripped` (with the reason) when the machine's available memory falls below the floor."""
+
+    def __init__(self, floor_mb: int) -> None:
+        super().__init__(name="memory-guard", daemon=True)
+        self.floor_mb = floor_mb
+        self.tripped = threading.Event()
+        self.reason = ""
+        self.lowest_mb = available_mb()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.25):
+            free = available_mb()
+            self.lowest_mb = min(self.lowest_mb, free)
+            if free < self.floor_mb:
+                self.reason = (f"available memory fell to {free} MB (< --min-free-mb {self.floor_mb}) with "
+                               f"{len(run_workers())} run workers alive")
+                self.tripped.set()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def available_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("/proc/meminfo has no MemAvailable line: this benchmark needs Linux")
+
+
+def csv_file(index: int, rows: int) -> bytes:
+    lines = ["file,row,value"] + [f"{index},{row},{(index * 31 + row * 17) % 1000 / 10}" for row in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def configure(poll_interval: str | None) -> HostSettings:
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update({
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",      # the host starts its own Azurite
+        "RETRAINER_DATA_STORAGE": "UseDevelopmentStorage=true",
+        "RETRAINER_INCOMING_PATH": "incoming/{name}",
+        "RETRAINER_PIPELINE": "bench_trivial",
+        "RETRAINER_PIPELINE_ENDPOINT": "bench-trivial",
+        "RETRAINER_EXPERIMENT": "bench-ingest",
+        "RETRAINER_MODEL_NAME": "bench_model",
+        "RETRAINER_SCHEDULE": "0 0 0 1 1 *",          # the timers stay out of the way
+        "RETRAINER_RECONCILE_SCHEDULE": "0 0 0 1 1 *",
+        "RETRAINER_STATE_DIR": str(STATE),
+        "DEVHOST_STATE_DIR": str(STATE),
+        "DEVHOST_PORT": str(port),
+    })
+    if poll_interval:
+        os.environ["DEVHOST_POLL_INTERVAL"] = poll_interval
+    local_loop.ensure_keys(STATE, os.environ)
+    settings = HostSettings.from_env()
+    local_loop.wire(settings, os.environ)
+    return settings
+
+
+def upload_all(host: DevHost, count: int, rows: int, threads: int) -> dict[str, FileTimes]:
+    incoming = BlobServiceClient.from_connection_string(host.connection_string).get_container_client("incoming")
+    payloads = {f"bench-{i:05d}.csv": csv_file(i, rows) for i in range(count)}
+
+    def upload(name: str) -> tuple[str, str, float]:
+        etag = incoming.get_blob_client(name).upload_blob(payloads[name], overwrite=True)["etag"]
+        return name, etag, time.time()
+
+    with ThreadPoolExecutor(threads) as pool:
+        done = list(pool.map(upload, payloads))
+    return {f"blob:incoming/{name}@{etag.strip(chr(34))}": FileTimes(uploaded) for name, etag, uploaded in done}
+
+
+def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: MemoryGuard) -> str:
+    """Read the ledger until every file is final; returns why it stopped."""
+    table = TableClient.from_connection_string(host.connection_string, LEDGER_TABLE)
+    shown = 0.0
+    while True:
+        for row in ledger_rows(table):
+            times = files.get(row["key"])
+            if times is None or times.completed is not None:
+                continue
+            times.state = row["state"]
+            times.claimed = times.claimed or epoch(row["created"])
+            if times.submitted is None and row["state"] == "submitted":
+                times.submitted = epoch(row["updated"])
+            if row["state"] in FINAL:
+                times.completed = time.time()
+        submitted = sum(1 for t in files.values() if t.submitted is not None)
+        completed = sum(1 for t in files.values() if t.completed is not None)
+        if time.monotonic() - shown >= 10:
+            shown = time.monotonic()
+            print(f"  {submitted:5d} submitted, {completed:5d} final, {len(run_workers()):4d} run workers alive, "
+                  f"{available_mb():6d} MB available", flush=True)
+        if completed == len(files):
+            return "every file reached a final state"
+        if guard.tripped.is_set():
+            return guard.reason
+        if time.monotonic() >= deadline:
+            return "the --timeout passed"
+        time.sleep(SCAN_PAUSE)
+
+
+def ledger_rows(table: TableClient) -> list:
+    try:
+        return list(table.query_entities("PartitionKey eq 'ledger' and RowKey ge 'key-' and RowKey lt 'key.'",
+                                         select=["key", "state", "created", "updated"]))
+    except ResourceNotFoundError:     # the app creates the table on its first claim
+        return []
+
+
+def epoch(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def run_workers() -> list[int]:
+    """The host's detached run workers still running: our direct children running local_worker."""
+    mine = str(os.getpid())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if parent == mine and b"local_worker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue    # it ended meanwhile
+    return found
+
+
+def end_workers(grace: float) -> int:
+    """Give the run workers `grace` seconds to exit, then terminate the rest by pid. Returns how many."""
+    deadline = time.monotonic() + grace
+    while run_workers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ended = 0
+    for pid in run_workers():
+        try:
+            os.kill(pid, signal.SIGTERM)
+            ended += 1
+        except ProcessLookupError:
+            pass
+    return ended
+
+
+def percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):.2f}s  p95 {p95:.2f}s  (max {ordered[-1]:.2f}s, n={len(ordered)})"
+
+
+def report(files: dict[str, FileTimes], started: float, uploaded: float) -> None:
+    times = list(files.values())
+    submitted = sorted(t.submitted for t in times if t.submitted is not None)
+    completed = sorted(t.completed for t in times if t.completed is not None)
+    states: dict[str, int] = {}
+    for t in times:
+        states[t.state or "not seen"] = states.get(t.state or "not seen", 0) + 1
+    print(f"\nfiles dropped:       {len(times)} in {uploaded - started:.1f}s ({len(times) / (uploaded - started):.0f} "
+          "uploads/s)")
+    if submitted:
+        span = submitted[-1] - started
+        print(f"to submission:       {len(submitted)} files in {span:.1f}s = {len(submitted) / span:.2f} files/s")
+    if completed:
+        span = completed[-1] - started
+        print(f"to completion:       {len(completed)} files in {span:.1f}s = {len(completed) / span:.2f} files/s")
+    claims = [t.claimed - t.uploaded for t in times if t.claimed is not None]
+    if claims:
+        print(f"drop-to-claim:       {percentiles(claims)}")
+    if submitted:
+        print(f"drop-to-submission:  {percentiles([t.submitted - t.uploaded for t in times if t.submitted])}")
+    missed = sum(1 for t in times if t.completed is not None and t.submitted is None)
+    if missed:
+        print(f"  ({missed} rows went final between two ledger reads: no submission time for them)")
+    print(f"ledger states:       {', '.join(f'{k} {v}' for k, v in sorted(states.items()))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/ingest.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000, help="files dropped at once (default 1000)")
+    parser.add_argument("--rows", type=int, default=20, help="data rows per file (default 20)")
+    parser.add_argument("--upload-threads", type=int, default=16, help="concurrent uploads (default 16)")
+    parser.add_argument("--timeout", type=float, default=3600, help="stop after this many seconds (default 3600)")
+    parser.add_argument("--min-free-mb", type=int, default=4096,
+                        help="stop when available memory falls below this (default 4096)")
+    parser.add_argument("--poll-interval", help="DEVHOST_POLL_INTERVAL in seconds (default: the host's, 1)")
+    args = parser.parse_args(argv)
+    if args.files < 1 or args.rows < 1 or args.upload_threads < 1:
+        parser.error("--files, --rows and --upload-threads must be at least 1")
+    if available_mb() < args.min_free_mb:
+        parser.error(f"only {available_mb()} MB of memory available, below --min-free-mb {args.min_free_mb}")
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("retrainer").setLevel(logging.ERROR)   # every file's gate rejection is expected
+    settings = configure(args.poll_interval)
+    print(f"ingest benchmark: {args.files} files of {args.rows} rows, pipeline bench_trivial, poll interval "
+          f"{settings.poll_interval:g}s, {settings.workers} invocation workers; {os.cpu_count()} CPUs, "
+          f"{available_mb()} MB available, Python {platform.python_version()}", flush=True)
+    guard = MemoryGuard(args.min_free_mb)
+    deadline = time.monotonic() + args.timeout
+    with DevHost("function_app:app", settings, app_dir=REPO) as host:
+        guard.start()
+        stopped = "interrupted"
+        try:
+            started = time.time()
+            files = upload_all(host, args.files, args.rows, args.upload_threads)
+            uploaded = time.time()
+            print(f"  uploaded {len(files)} files in {uploaded - started:.1f}s", flush=True)
+            stopped = watch(host, files, deadline, guard)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            guard.stop()
+            ended = end_workers(EXIT_GRACE if stopped == "every file reached a final state" else 0)
+        print(f"stopped: {stopped}")
+        if stopped != "interrupted":
+            report(files, started, uploaded)
+        print(f"lowest available memory: {guard.lowest_mb} MB")
+        if ended:
+            print(f"terminated {ended} run workers that were still running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
