@@ -65,8 +65,10 @@ class LocalMLBackend:
 
     def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
                tags: Mapping[str, str]) -> RunRef:
+        from retrainer.localrun.store import RunStore
+
         client = self._client()
-        experiment_id = self._experiment_id(client, experiment)
+        experiment_id = RunStore(self._settings.mlflow_tracking_uri).experiment_id(experiment)
         run = client.create_run(experiment_id, run_name=f"{ref.name}-{ref.version[:8]}",
                                 tags={**tags, PIPELINE_TAG: ref.name, "retrainer.pipeline_version": ref.version})
         run_id = run.info.run_id
@@ -137,17 +139,6 @@ class LocalMLBackend:
         self._settings.state_dir.mkdir(parents=True, exist_ok=True)
         return MlflowClient(tracking_uri=self._settings.mlflow_tracking_uri,
                             registry_uri=self._settings.mlflow_tracking_uri)
-
-    @staticmethod
-    def _experiment_id(client, experiment: str) -> str:
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return client.create_experiment(experiment)
-        except Exception:
-            # Another process created it between the look-up and the create.
-            return client.get_experiment_by_name(experiment).experiment_id
 
 
 def _model_ref(version) -> ModelRef:

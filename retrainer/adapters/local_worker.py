@@ -26,8 +26,9 @@ RUN_TYPE = "azureml.PipelineRun"
 def data_fetcher(settings: Settings, blobs: BlobStore):
     """`fetch_data` for the runner: a datastore path (a blob, or a folder of blobs) -> a local copy.
 
-    The copy lives under the state folder in a directory named by a hash of the datastore path, so a
-    blob name never becomes a path of its own outside it.
+    Copies live under the state folder in a directory named by a hash of the path and the blobs'
+    ETags: a blob name never becomes a path of its own, and an unchanged blob is not downloaded (nor,
+    by the runner's digest cache, hashed) again.
     """
     container = settings.incoming_container
 
@@ -35,23 +36,21 @@ def data_fetcher(settings: Settings, blobs: BlobStore):
         if datastore_name != settings.datastore:
             raise ValueError(f"unknown datastore {datastore_name!r}: only RETRAINER_DATASTORE="
                              f"{settings.datastore!r} is mapped to a local container")
-        digest = hashlib.sha256(f"{container}/{path_on_datastore}".encode()).hexdigest()[:24]
-        root = (settings.state_dir / "data" / digest).resolve()
-        prefix = path_on_datastore.rstrip("/")
-        exact = [b for b in blobs.list(container, prefix) if b.name == prefix]
-        if exact:
-            target = root / "data.csv"
-            root.mkdir(parents=True, exist_ok=True)
-            blobs.download(container, prefix, str(target))
-            return target
-        folder = root / "folder"
-        folder.mkdir(parents=True, exist_ok=True)
-        members = blobs.list(container, prefix + "/" if prefix else "")
+        prefix = path_on_datastore.strip("/")
+        members = [b for b in blobs.list(container, prefix) if b.name == prefix]
+        single = bool(members)
+        if not single:
+            members = sorted(blobs.list(container, f"{prefix}/" if prefix else ""), key=lambda b: b.name)
         if not members:
             raise FileNotFoundError(f"no blob at {container}/{path_on_datastore}")
-        for index, blob in enumerate(sorted(members, key=lambda b: b.name)):
-            blobs.download(container, blob.name, str(folder / f"part-{index:05d}.csv"))
-        return folder
+        identity = "\n".join(f"{b.name}@{b.etag}" for b in members)
+        root = (settings.state_dir / "data" / hashlib.sha256(identity.encode()).hexdigest()[:32]).resolve()
+        files = [root / "data.csv"] if single else [root / f"part-{i:05d}.csv" for i in range(len(members))]
+        for blob, target in zip(members, files):
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                blobs.download(container, blob.name, str(target))
+        return files[0] if single else root
 
     return fetch
 

@@ -53,9 +53,18 @@ class RunStore:
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=self._artifact_location(name))
         except MlflowException:    # created meanwhile by another process
             return self.client.get_experiment_by_name(name).experiment_id
+
+    def _artifact_location(self, experiment: str) -> str | None:
+        """Artifacts beside the SQLite database: MLflow's default is ./mlruns of whichever process
+        happened to create the experiment."""
+        prefix = "sqlite:///"
+        if not self.tracking_uri.startswith(prefix):
+            return None
+        folder = Path(self.tracking_uri[len(prefix):]).resolve().parent / "artifacts" / experiment
+        return folder.as_uri()
 
     def start_parent(self, experiment: str, name: str, tags: Mapping[str, str], parent_run_id: str | None) -> str:
         if parent_run_id is None:
