@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/ingest.py", description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000, help="files dropped at once (default 1000)")
     parser.add_argument("--rows", type=int, default=20, help="data rows per file (default 20)")
-    parser.add_argument("--upload-threads", type=int, default=16, help="concurrent uploads (default 16)")
+    parser.add_argument("--upload-threads", type=int, default=8, help="concurrent uploads (default 8)")
     parser.add_argument("--timeout", type=float, default=3600, help="stop after this many seconds (default 3600)")
     parser.add_argument("--min-free-mb", type=int, default=4096,
                         help="stop when available memory falls below this (default 4096)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from retrainer.ports import RunStatus
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "diabetes_sample.csv"
 DATA_FILE = "diabetes-e2e.csv"
+EXPERIMENT, MODEL, LEDGER_TABLE = "diabetes-retraining", "diabetes_model", "retrainerledger"
 FINAL_STATES = ("registered", "model_rejected", "failed", "rejected")
 WAIT = 180.0          # a guard against a hung loop, never a performance expectation
 POLL_INTERVAL = 0.25  # seconds between the host's container scans
@@ -145,14 +147,14 @@ class Loop:
         from mlflow.tracking import MlflowClient
 
         uri = f"sqlite:///{(self.state / 'mlflow.db').resolve()}"
-        return list(MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions("name = 'diabetes_model'"))
+        return list(MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(f"name = '{MODEL}'"))
 
     def pipeline_runs(self) -> list:
         from mlflow.tracking import MlflowClient
 
         uri = f"sqlite:///{(self.state / 'mlflow.db').resolve()}"
         client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name("diabetes-retraining")
+        experiment = client.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
             return []
         return [r for r in client.search_runs([experiment.experiment_id], max_results=1000)
@@ -175,11 +177,18 @@ def loop(tmp_path_factory) -> Iterator[Loop]:
     devhost_log.setLevel(logging.INFO)
     devhost_log.addHandler(invocations)
     with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith(("RETRAINER_", "DEVHOST_")):
+                env.delenv(name)
         values = {
             "AzureWebJobsStorage": storage.connection_string,
             "RETRAINER_DATA_STORAGE": storage.connection_string,
+            "RETRAINER_BACKEND": "local",
             "RETRAINER_INCOMING_PATH": "incoming/{name}",
+            "RETRAINER_LEDGER_TABLE": LEDGER_TABLE,
             "RETRAINER_PIPELINE": "diabetes_training",
+            "RETRAINER_EXPERIMENT": EXPERIMENT,
+            "RETRAINER_MODEL_NAME": MODEL,
             "RETRAINER_SCHEDULE": "0 0 0 1 1 *",            # the timers stay out of the way
             "RETRAINER_RECONCILE_SCHEDULE": "0 0 0 1 1 *",
             "RETRAINER_STATE_DIR": str(state),
@@ -190,10 +199,6 @@ def loop(tmp_path_factory) -> Iterator[Loop]:
         }
         for name, value in values.items():
             env.setenv(name, value)
-        for name in ("RETRAINER_LOCAL_EVENTS_ENDPOINT", "RETRAINER_LOCAL_EVENTS_KEY", "RETRAINER_NOTIFY_TOPIC_ENDPOINT",
-                     "RETRAINER_NOTIFY_WEBHOOK_URL", "RETRAINER_NOTIFY_WEBHOOK_KEY", "RETRAINER_BACKEND",
-                     *local_loop.KEY_SETTINGS):
-            env.delenv(name, raising=False)
         keys: dict[str, str] = {}
         local_loop.ensure_keys(state, keys)
         for name, value in keys.items():
@@ -236,7 +241,7 @@ def run_completed(run_id: str, tags: dict[str, str], experiment_id: str = "1") -
     from retrainer.adapters.local_worker import run_event
     from retrainer.settings import Settings
 
-    event = run_event(Settings.from_env(), run_id, "diabetes-retraining", experiment_id, RunStatus.COMPLETED, tags,
+    event = run_event(Settings.from_env(), run_id, EXPERIMENT, experiment_id, RunStatus.COMPLETED, tags,
                       {"azureml.runsource": "azureml.PipelineRun"})
     return EventGridEvent(subject=event["subject"], event_type=event["eventType"], data=event["data"],
                           data_version=event["dataVersion"], topic=event["topic"], id=event["id"])
@@ -320,7 +325,7 @@ def test_a_batch_with_a_failing_event_is_500_and_its_redelivery_duplicates_nothi
     run = MlflowClient(tracking_uri=uri).get_run(first["run_id"])
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
     orphan_key = policy.blob_key("incoming", "orphan.csv", "0x8DCORPHAN")
-    TableLedger(loop.connection, "retrainerledger").claim(orphan_key, "blob", {"container": "incoming",
+    TableLedger(loop.connection, LEDGER_TABLE).claim(orphan_key, "blob", {"container": "incoming",
                                                                                "blob": "orphan.csv"})
     orphan = run_completed("f" * 32, policy.run_tags(orphan_key, "blob", first["pipeline_version"]),
                            run.info.experiment_id)
