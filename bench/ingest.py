@@ -48,11 +48,13 @@ STATE = REPO / ".state" / "bench-ingest"
 LEDGER_TABLE = "retrainerledger"
 FINAL = {"registered", "model_rejected", "failed", "rejected"}
 SCAN_PAUSE = 0.5       # seconds between reads of the ledger table
+COMPLETE = "every file reached a final state"
 EXIT_GRACE = 30.0      # seconds the run workers get to exit by themselves once every file is final
 
 
 @dataclass
 class FileTimes:
+    name: str
     uploaded: float                    # epoch seconds when its upload returned
     claimed: float | None = None       # the ledger row's creation
     submitted: float | None = None     # the ledger row's update to `submitted`
@@ -135,7 +137,18 @@ def upload_all(host: DevHost, count: int, rows: int, threads: int) -> dict[str, 
 
     with ThreadPoolExecutor(threads) as pool:
         done = list(pool.map(upload, payloads))
-    return {f"blob:incoming/{name}@{etag.strip(chr(34))}": FileTimes(uploaded) for name, etag, uploaded in done}
+    return {f"blob:incoming/{name}@{etag.strip(chr(34))}": FileTimes(name, uploaded) for name, etag, uploaded in done}
+
+
+def withdraw(host: DevHost, keep: set[str]) -> int:
+    """Delete the dropped files no invocation has taken yet. On stop the host runs every queued invocation;
+    for a deleted blob each one fails at once instead of submitting a run."""
+    incoming = BlobServiceClient.from_connection_string(host.connection_string).get_container_client("incoming")
+    names = [b.name for b in incoming.list_blobs() if b.name not in keep]
+    logging.getLogger("devhost").setLevel(logging.CRITICAL)   # one "blob not found" traceback per withdrawn file
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(incoming.delete_blob, names))
+    return len(names)
 
 
 def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: MemoryGuard) -> str:
@@ -160,7 +173,7 @@ def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: Me
             print(f"  {submitted:5d} submitted, {completed:5d} final, {len(run_workers()):4d} run workers alive, "
                   f"{available_mb():6d} MB available", flush=True)
         if completed == len(files):
-            return "every file reached a final state"
+            return COMPLETE
         if guard.tripped.is_set():
             return guard.reason
         if time.monotonic() >= deadline:
@@ -266,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{available_mb()} MB available, Python {platform.python_version()}", flush=True)
     guard = MemoryGuard(args.min_free_mb)
     deadline = time.monotonic() + args.timeout
+    files: dict[str, FileTimes] = {}
+    started = uploaded = time.time()
+    stopped = "interrupted"
     with DevHost("function_app:app", settings, app_dir=REPO) as host:
         guard.start()
-        stopped = "interrupted"
         try:
-            started = time.time()
             files = upload_all(host, args.files, args.rows, args.upload_threads)
             uploaded = time.time()
             print(f"  uploaded {len(files)} files in {uploaded - started:.1f}s", flush=True)
@@ -279,13 +293,19 @@ def main(argv: list[str] | None = None) -> int:
             pass
         finally:
             guard.stop()
-            ended = end_workers(EXIT_GRACE if stopped == "every file reached a final state" else 0)
-        print(f"stopped: {stopped}")
-        if stopped != "interrupted":
-            report(files, started, uploaded)
-        print(f"lowest available memory: {guard.lowest_mb} MB")
-        if ended:
-            print(f"terminated {ended} run workers that were still running")
+            finished = stopped == COMPLETE
+            if not finished:
+                withdrawn = withdraw(host, {t.name for t in files.values() if t.claimed is not None})
+                print(f"withdrew {withdrawn} files not taken yet, so the host's queued invocations end at once",
+                      flush=True)
+            ended = end_workers(EXIT_GRACE if finished else 0)
+    ended += end_workers(0)     # runs submitted by invocations that were in flight when the host stopped
+    print(f"stopped: {stopped}")
+    if files and stopped != "interrupted":
+        report(files, started, uploaded)
+    print(f"lowest available memory: {guard.lowest_mb} MB")
+    if ended:
+        print(f"terminated {ended} run workers that were still running")
     return 0
 
 
