@@ -294,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             guard.stop()
             finished = stopped == COMPLETE
+            ended = end_workers(EXIT_GRACE if finished else 0)
             if not finished:
                 withdrawn = withdraw(host, {t.name for t in files.values() if t.claimed is not None})
                 print(f"withdrew {withdrawn} files not taken yet, so the host's queued invocations end at once",
                       flush=True)
-            ended = end_workers(EXIT_GRACE if finished else 0)
     ended += end_workers(0)     # runs submitted by invocations that were in flight when the host stopped
     print(f"stopped: {stopped}")
     if files and stopped != "interrupted":
