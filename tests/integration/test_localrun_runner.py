@@ -238,7 +238,8 @@ def test_a_run_created_earlier_is_the_parent(bench):
     info = read_run(bench.tracking_uri, created)
     assert info.status == "Completed"
     assert info.tags["retrainer.key"] == "manual:1" and info.tags["retrainer.trigger"] == "manual"
-    assert [s.name for s in info.steps] == ["split", "left", "right", "join"]
+    names = [s.name for s in info.steps]     # left and right run in parallel: either may start first
+    assert names[0] == "split" and sorted(names[1:3]) == ["left", "right"] and names[3] == "join"
     assert info.metrics == result.metrics and "chars" in info.metrics
 
 
