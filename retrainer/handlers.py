@@ -248,17 +248,19 @@ def _finish(deps: Deps, entry: LedgerEntry, run_id: str, info: RunInfo | None = 
     else:
         raise ConcurrencyError(f"ledger row {entry.key!r} kept changing; the event will be retried")
 
-    info = info or deps.backend.get_run(run_id)
-    if info.status not in RunStatus.TERMINAL:
-        try:
-            deps.ledger.update(entry, entry.state, {"finishing_since": None})
-        except ConcurrencyError:
-            pass    # the lease simply expires
-        return _done(Action.RUNNING, entry.key, f"run {run_id} is {info.status} per the backend; waiting")
-    if info.status == RunStatus.COMPLETED:
-        decided, fields, message = _decide_model(deps, entry, info)
-    else:
-        decided, fields, message = _run_failed(info)
+    try:
+        info = info or deps.backend.get_run(run_id)
+        if info.status not in RunStatus.TERMINAL:
+            _release_lease(deps, entry)
+            return _done(Action.RUNNING, entry.key, f"run {run_id} is {info.status} per the backend; waiting")
+        if info.status == RunStatus.COMPLETED:
+            decided, fields, message = _decide_model(deps, entry, info)
+        else:
+            decided, fields, message = _run_failed(info)
+    except BaseException:
+        # Give the row back, so the event's redelivery is not taken for a worker still finishing it.
+        _release_lease(deps, entry)
+        raise
     final = _settle(deps, entry, decided, {"finishing_since": None, "run_status": info.status, **fields,
                                            **_pending_notification(entry.key, _NOTIFICATION[decided])})
     if final is None:
@@ -314,6 +316,13 @@ def _run_failed(run: RunInfo) -> tuple[str, dict[str, Any], str]:
 def _metric_text(value: Any) -> str:
     number = policy.metric_value(value)
     return repr(number) if number is not None else str(value)
+
+
+def _release_lease(deps: Deps, entry: LedgerEntry) -> None:
+    try:
+        deps.ledger.update(entry, entry.state, {"finishing_since": None})
+    except ConcurrencyError:
+        pass    # the row moved on; the lease simply expires
 
 
 def _finishing_lease(deps: Deps, entry: LedgerEntry) -> datetime | None:

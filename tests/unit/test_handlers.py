@@ -355,6 +355,25 @@ def test_a_run_being_finished_by_another_worker_is_left_to_it(deps):
     assert "diabetes_model" not in deps.backend.models
 
 
+def test_a_finish_that_fails_gives_the_row_back_for_the_redelivery(deps, monkeypatch):
+    key, run_id = submitted(deps)
+    deps.backend.finish(run_id, metrics={"AUC": 0.9})
+    healthy = deps.backend.get_run
+
+    def unreachable(run_id):
+        raise ConnectionError("the workspace did not answer")
+
+    monkeypatch.setattr(deps.backend, "get_run", unreachable)
+    with pytest.raises(ConnectionError):
+        handlers.run_finished(deps, run_event(run_id, key))
+    monkeypatch.setattr(deps.backend, "get_run", healthy)
+
+    outcome = handlers.run_finished(deps, run_event(run_id, key))   # Event Grid redelivers at once
+
+    assert outcome.action == Action.REGISTERED
+    assert len(deps.backend.models["diabetes_model"]) == 1
+
+
 class InterferingLedger(FakeLedger):
     """Another worker writes the row just before our next update: the handler must reread and decide again."""
 
