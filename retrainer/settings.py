@@ -69,6 +69,7 @@ class Settings:
     state_dir: Path = Path(".state")                 # RETRAINER_STATE_DIR
     local_events_endpoint: str | None = None         # RETRAINER_LOCAL_EVENTS_ENDPOINT
     local_events_key: str | None = _secret()         # RETRAINER_LOCAL_EVENTS_KEY
+    local_max_runs: int = 2                          # RETRAINER_LOCAL_MAX_RUNS: local runs at once
 
     @property
     def workspace_topic(self) -> str:

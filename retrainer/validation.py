@@ -126,10 +126,11 @@ def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> 
                                          "name every column in the first row")
     missing = [c for c in required if c not in header]
     if missing:
-        hint = ("add them to its header row" if len(missing) < len(required)
-                else f"is it the right file? the header must name {', '.join(required)}")
-        return Rejection(Reason.MISSING_COLUMNS,
-                         f"{name} lacks required columns {', '.join(missing)}; {hint}")
+        if len(missing) == len(required):
+            message = f"{name} has none of the required columns ({', '.join(required)}): is it the right file?"
+        else:
+            message = f"{name} lacks required columns {', '.join(missing)}; add them to its header row"
+        return Rejection(Reason.MISSING_COLUMNS, message)
     if len(rows) < 2 and whole:     # a larger file may just have a first record longer than the prefix
         return Rejection(Reason.EMPTY, f"{name} has a header but no data rows; upload the file with its data")
     for number, row in enumerate(rows[1:], start=2):

@@ -1,9 +1,10 @@
 """The local ML backend: the same pipeline definition run by `retrainer.localrun`, MLflow as run store
 and model registry.
 
-`submit` creates the MLflow parent run and returns its id at once; a detached worker process
-(`retrainer.adapters.local_worker`) runs the pipeline and, when it ends, publishes the RunCompleted or
-RunStatusChanged event in Azure ML's schema, as Azure ML would. "Publishing" records the pipeline
+`submit` creates the MLflow parent run, queues the run and returns its id at once; detached worker
+processes (`retrainer.adapters.local_worker`, at most RETRAINER_LOCAL_MAX_RUNS at once) run the pipeline
+and, when it ends, publish the RunCompleted or RunStatusChanged event in Azure ML's schema, as Azure ML
+would. "Publishing" records the pipeline
 version per endpoint in the state folder, so a changed definition is visible as a new version.
 """
 from __future__ import annotations
@@ -74,20 +75,23 @@ class LocalMLBackend:
         run_id = run.info.run_id
         for name, value in parameters.items():
             client.log_param(run_id, name, value)
-        self._spawn_worker(run_id, ref.name, experiment, parameters)
+        self._enqueue(run_id, ref.name, experiment, parameters)
         return RunRef(run_id=run_id, experiment=experiment, tags=dict(tags))
 
-    def _spawn_worker(self, run_id: str, pipeline_name: str, experiment: str,
-                      parameters: Mapping[str, str]) -> None:
+    def _enqueue(self, run_id: str, pipeline_name: str, experiment: str,
+                 parameters: Mapping[str, str]) -> None:
+        from retrainer.adapters.local_queue import RunQueue
+
+        RunQueue(self._settings.state_dir, self._settings.local_max_runs).put(run_id, {
+            "run_id": run_id, "pipeline": pipeline_name, "experiment": experiment,
+            "parameters": dict(parameters)})
         logs = self._settings.state_dir / "workers"
         logs.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "retrainer.adapters.local_worker", "--run-id", run_id,
-                   "--pipeline", pipeline_name, "--experiment", experiment,
-                   "--parameters", json.dumps(dict(parameters))]
         with open(logs / f"{run_id}.log", "ab") as log:
             # A new session: the run outlives the invocation (and a host restart), as on Azure ML.
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=os.environ.copy())
+            subprocess.Popen([sys.executable, "-m", "retrainer.adapters.local_worker"], stdout=log,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                             env=os.environ.copy())
 
     def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
         from retrainer.localrun import store

@@ -7,9 +7,7 @@ EventGridPublisherClient.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -98,41 +96,60 @@ def publish(settings: Settings, event: dict) -> None:
             raise
 
 
-def main(argv: list[str] | None = None) -> int:
-    from mlflow.tracking import MlflowClient
+class _Runner:
+    """What running a job needs, built once per worker: the imports alone take seconds."""
 
-    from retrainer import bootstrap
-    from retrainer.localrun import run_pipeline
+    def __init__(self, settings: Settings):
+        from mlflow.tracking import MlflowClient
 
-    parser = argparse.ArgumentParser(prog="retrainer.adapters.local_worker")
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--pipeline", required=True)
-    parser.add_argument("--experiment", required=True)
-    parser.add_argument("--parameters", required=True, help="JSON object")
-    args = parser.parse_args(argv)
+        from retrainer import bootstrap
+
+        self.settings = settings
+        self.blobs = bootstrap.blob_store(settings)
+        self.backend = bootstrap.local_backend(settings, self.blobs)
+        self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+    def run(self, job: dict) -> str:
+        from retrainer.localrun import run_pipeline
+
+        settings, run_id = self.settings, job["run_id"]
+        parent = self.client.get_run(run_id)
+        status = RunStatus.FAILED
+        try:
+            result = run_pipeline(self.backend.definition(job["pipeline"]), parameters=job["parameters"],
+                                  state_dir=settings.state_dir, tracking_uri=settings.mlflow_tracking_uri,
+                                  experiment=job["experiment"], parent_run_id=run_id,
+                                  fetch_data=data_fetcher(settings, self.blobs))
+            status = result.status
+        except Exception:
+            log.exception("run %s could not run", run_id)
+            self.client.set_terminated(run_id, status="FAILED")
+        tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+        event = run_event(settings, run_id, job["experiment"], parent.info.experiment_id, status, tags,
+                          {"azureml.runsource": "azureml.PipelineRun"})
+        publish(settings, event)
+        log.info("run %s ended %s; event %s sent", run_id, status, event["eventType"])
+        return status
+
+
+def main() -> int:
+    """Drain the run queue while holding a worker slot; exit at once when every slot is taken."""
+    from retrainer.adapters.local_queue import RunQueue
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
     settings = Settings.from_env()
-    blobs = bootstrap.blob_store(settings)
-    backend = bootstrap.local_backend(settings, blobs)
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    parent = client.get_run(args.run_id)
-    status = RunStatus.FAILED
-    try:
-        result = run_pipeline(backend.definition(args.pipeline), parameters=json.loads(args.parameters),
-                              state_dir=settings.state_dir, tracking_uri=settings.mlflow_tracking_uri,
-                              experiment=args.experiment, parent_run_id=args.run_id,
-                              fetch_data=data_fetcher(settings, blobs))
-        status = result.status
-    except Exception:
-        log.exception("run %s could not run", args.run_id)
-        client.set_terminated(args.run_id, status="FAILED")
-    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-    event = run_event(settings, args.run_id, args.experiment, parent.info.experiment_id, status, tags,
-                      {"azureml.runsource": "azureml.PipelineRun"})
-    publish(settings, event)
-    log.info("run %s ended %s; event %s sent", args.run_id, status, event["eventType"])
-    return 0 if status == RunStatus.COMPLETED else 1
+    queue = RunQueue(settings.state_dir, settings.local_max_runs)
+    runner = None
+    while True:
+        with queue.slot() as held:
+            if not held:
+                return 0
+            while (job := queue.take()) is not None:
+                runner = runner or _Runner(settings)
+                runner.run(job)
+                queue.done(job["run_id"])
+        if not queue.pending():     # a job enqueued while this worker was letting its slot go
+            return 0
 
 
 if __name__ == "__main__":

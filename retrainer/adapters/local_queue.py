@@ -1,0 +1,67 @@
+"""The local backend's run queue: submitted runs wait as files; at most N workers drain them.
+
+Azure ML queues runs on its compute; locally a burst of submissions (a thousand files dropped at
+once) must not start a thousand processes. `submit` enqueues a job and starts a worker; a worker
+that gets no slot (all N held) exits at once, and a worker holding a slot runs jobs until the queue
+is empty. Every slot holder looks at the queue again after letting its slot go, so the last one out
+sees a job enqueued while it was finishing.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class RunQueue:
+    def __init__(self, state_dir: Path, slots: int):
+        self._waiting = state_dir / "queue" / "waiting"
+        self._taken = state_dir / "queue" / "taken"
+        self._slots = state_dir / "queue" / "slots"
+        self._slot_count = max(1, slots)
+        for folder in (self._waiting, self._taken, self._slots):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, run_id: str, job: dict) -> None:
+        temporary = self._waiting / f".{run_id}.tmp"
+        temporary.write_text(json.dumps(job))
+        temporary.replace(self._waiting / f"{run_id}.json")
+
+    def pending(self) -> bool:
+        return any(self._waiting.glob("*.json"))
+
+    def take(self) -> dict | None:
+        """The oldest waiting job, moved to `taken` atomically so no two workers run it."""
+        for path in sorted(self._waiting.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
+            claimed = self._taken / path.name
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue        # another worker took it first
+            return json.loads(claimed.read_text())
+        return None
+
+    def done(self, run_id: str) -> None:
+        (self._taken / f"{run_id}.json").unlink(missing_ok=True)
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Hold one of the worker slots, if one is free: yields whether it got one. The lock is the
+        operating system's, so a worker that dies frees its slot."""
+        for index in range(self._slot_count):
+            handle = os.open(self._slots / f"slot-{index}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                continue
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(handle)
+            return
+        yield False

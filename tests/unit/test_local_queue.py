@@ -1,0 +1,36 @@
+"""The local backend's run queue: each job runs once, and no more workers than slots hold one."""
+import threading
+
+from retrainer.adapters.local_queue import RunQueue
+
+
+def test_jobs_come_out_once_oldest_first(tmp_path):
+    queue = RunQueue(tmp_path, slots=2)
+    for run_id in ("a", "b", "c"):
+        queue.put(run_id, {"run_id": run_id})
+
+    taken = []
+    lock = threading.Lock()
+
+    def drain():
+        while (job := queue.take()) is not None:
+            with lock:
+                taken.append(job["run_id"])
+            queue.done(job["run_id"])
+
+    workers = [threading.Thread(target=drain) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(taken) == ["a", "b", "c"]
+    assert not queue.pending() and queue.take() is None
+
+
+def test_no_more_slot_holders_than_slots(tmp_path):
+    queue = RunQueue(tmp_path, slots=2)
+    with queue.slot() as first, queue.slot() as second:
+        with queue.slot() as third:
+            assert (first, second, third) == (True, True, False)
+    with queue.slot() as again:
+        assert again, "a released slot is free again"
