@@ -38,8 +38,9 @@ class Invoker:
         return self._pool.submit(self._invoke, spec, argument, reason)
 
     def shutdown(self) -> None:
-        """Let in-flight and queued invocations finish."""
-        self._pool.shutdown(wait=True)
+        """Let in-flight invocations finish; drop queued ones (an unreceipted blob is retried at the next
+        start, as the Functions host does)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
     def _invoke(spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> Outcome:

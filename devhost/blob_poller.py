@@ -156,6 +156,8 @@ class BlobTriggers:
     def _settle(self, function_name: str, version: BlobVersion, done: "Future[Outcome]") -> None:
         key = (function_name, version)
         try:
+            if done.cancelled():    # dropped at shutdown: no receipt, so the next start triggers it
+                return
             outcome = done.result()
             if outcome.succeeded:
                 self._write_receipt(function_name, version, {"Status": "Complete"})

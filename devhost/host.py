@@ -120,17 +120,18 @@ class DevHost:
         self.base_url = f"http://{settings.host}:{port}"
 
     def stop(self) -> None:
-        """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite."""
+        """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite.
+        The server outlives the invocations: they may post to this host (run events, the sink)."""
         for trigger in (self._blob_triggers, self._timers):
             if trigger:
                 trigger.stop()
+        if self._invoker:
+            self._invoker.shutdown()
+            self._invoker = None
         if self._server:
             self._server.should_exit = True
             self._server_thread.join()
             self._server = None
-        if self._invoker:
-            self._invoker.shutdown()
-            self._invoker = None
         if self._azurite:
             self._azurite.stop()
             self._azurite = None
