@@ -9,11 +9,11 @@ final. Prints files per second to submission (ledger state `submitted`) and to c
 the drop-to-claim and drop-to-submission latencies p50/p95: the row's creation and its update to `submitted`
 against the end of the file's upload (both clocks are this process's).
 
-Each local run is a detached worker process (about 4.5 s of imports and 260 MB), and the local backend starts
-one per submission with no bound. So the benchmark stops by itself, ending the run workers its host started
-(by pid, its own children only), at --timeout or when the machine's available memory falls below
---min-free-mb, and prints the figures measured up to then. Everything is on loopback. It prints figures; it
-never passes or fails on time.
+Local runs wait in the local backend's queue and at most RETRAINER_LOCAL_MAX_RUNS worker processes (about
+4.5 s of imports each, paid once per worker) drain it. The benchmark still stops by itself, ending the run
+workers its host started (by pid, its own children only), at --timeout or when the machine's available
+memory falls below --min-free-mb, and prints the figures measured up to then. Everything is on loopback. It
+prints figures; it never passes or fails on time.
 """
 from __future__ import annotations
 
