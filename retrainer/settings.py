@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
@@ -21,6 +22,11 @@ def _secret():
     return field(default=None, repr=False, metadata={"secret": True})
 
 
+def _url():
+    """A URL whose path or query may carry a token (webhook URLs often do): shown as its origin only."""
+    return field(default=None, metadata={"url": True})
+
+
 @dataclass(frozen=True)
 class Settings:
     # where the work runs
@@ -28,7 +34,7 @@ class Settings:
     # storage
     storage_connection: str = field(default="", repr=False, metadata={"secret": True})  # AzureWebJobsStorage
     data_connection: str = field(default="", repr=False, metadata={"secret": True})  # RETRAINER_DATA_STORAGE
-    data_service_uri: str = ""                       # RETRAINER_DATA_STORAGE__serviceUri (identity-based)
+    data_service_uri: str | None = _url()            # RETRAINER_DATA_STORAGE__serviceUri (identity-based)
     incoming_path: str = "incoming/{name}"           # RETRAINER_INCOMING_PATH (blob trigger path)
     dataset_prefix: str = ""                         # RETRAINER_DATASET_PREFIX: the timer's dataset folder
     quarantine_container: str = "quarantine"         # RETRAINER_QUARANTINE_CONTAINER
@@ -61,13 +67,13 @@ class Settings:
     aml_client_id: str | None = None                 # RETRAINER_AML_CLIENT_ID (also the user-assigned MSI)
     aml_client_secret: str | None = _secret()        # RETRAINER_AML_CLIENT_SECRET
     # notifications
-    notify_topic_endpoint: str | None = None         # RETRAINER_NOTIFY_TOPIC_ENDPOINT
+    notify_topic_endpoint: str | None = _url()       # RETRAINER_NOTIFY_TOPIC_ENDPOINT
     notify_topic_key: str | None = _secret()         # RETRAINER_NOTIFY_TOPIC_KEY
-    notify_webhook_url: str | None = None            # RETRAINER_NOTIFY_WEBHOOK_URL
+    notify_webhook_url: str | None = _url()          # RETRAINER_NOTIFY_WEBHOOK_URL
     notify_webhook_key: str | None = _secret()       # RETRAINER_NOTIFY_WEBHOOK_KEY (x-retrainer-key header)
     # local backend
     state_dir: Path = Path(".state")                 # RETRAINER_STATE_DIR
-    local_events_endpoint: str | None = None         # RETRAINER_LOCAL_EVENTS_ENDPOINT
+    local_events_endpoint: str | None = _url()       # RETRAINER_LOCAL_EVENTS_ENDPOINT
     local_events_key: str | None = _secret()         # RETRAINER_LOCAL_EVENTS_KEY
     local_max_runs: int = 2                          # RETRAINER_LOCAL_MAX_RUNS: local runs at once
 
@@ -86,12 +92,15 @@ class Settings:
         return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
 
     def public(self) -> dict[str, object]:
-        """Every non-secret setting, for the health endpoint."""
+        """Every non-secret setting, for the health endpoint; URLs as their origin only."""
         shown = {}
         for f in fields(self):
             if f.metadata.get("secret"):
                 continue
             value = getattr(self, f.name)
+            if f.metadata.get("url") and value:
+                parts = urlsplit(value)
+                value = f"{parts.scheme}://{parts.netloc}"
             shown[f.name] = str(value) if isinstance(value, Path) else value
         return shown
 

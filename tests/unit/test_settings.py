@@ -47,4 +47,9 @@ def test_secrets_stay_out_of_public_view_and_repr():
     shown = json.dumps(settings.public()) + repr(settings)
     for secret in ("storage-secret", "data-secret", "topic-secret", "hook-secret", "sp-secret", "events-secret"):
         assert secret not in shown
-    assert settings.public()["notify_topic_endpoint"] == "https://t.example/api/events"
+    assert settings.public()["notify_topic_endpoint"] == "https://t.example"
+
+
+def test_a_webhook_url_shows_only_its_origin():
+    settings = Settings.from_env({"RETRAINER_NOTIFY_WEBHOOK_URL": "https://hooks.example/services/T0/B0/token-secret"})
+    assert settings.public()["notify_webhook_url"] == "https://hooks.example"
