@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,16 +27,18 @@ class RunQueue:
             folder.mkdir(parents=True, exist_ok=True)
 
     def put(self, run_id: str, job: dict) -> None:
-        temporary = self._waiting / f".{run_id}.tmp"
+        # The name sorts by enqueue time, so `take` needs no stat of a file another worker may be moving.
+        name = f"{time.time_ns():020d}-{run_id}.json"
+        temporary = self._waiting / f".{name}.tmp"
         temporary.write_text(json.dumps(job))
-        temporary.replace(self._waiting / f"{run_id}.json")
+        temporary.replace(self._waiting / name)
 
     def pending(self) -> bool:
         return any(self._waiting.glob("*.json"))
 
     def take(self) -> dict | None:
         """The oldest waiting job, moved to `taken` atomically so no two workers run it."""
-        for path in sorted(self._waiting.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
+        for path in sorted(self._waiting.glob("*.json")):
             claimed = self._taken / path.name
             try:
                 path.rename(claimed)
@@ -45,7 +48,8 @@ class RunQueue:
         return None
 
     def done(self, run_id: str) -> None:
-        (self._taken / f"{run_id}.json").unlink(missing_ok=True)
+        for path in self._taken.glob(f"*-{run_id}.json"):
+            path.unlink(missing_ok=True)
 
     @contextmanager
     def slot(self) -> Iterator[bool]:

@@ -146,7 +146,10 @@ def main() -> int:
                 return 0
             while (job := queue.take()) is not None:
                 runner = runner or _Runner(settings)
-                runner.run(job)
+                try:
+                    runner.run(job)
+                except Exception:   # e.g. the event could not be sent: reconcile finishes the run
+                    log.exception("run %s: its end could not be reported", job["run_id"])
                 queue.done(job["run_id"])
         if not queue.pending():     # a job enqueued while this worker was letting its slot go
             return 0

@@ -8,6 +8,10 @@ def test_jobs_come_out_once_oldest_first(tmp_path):
     queue = RunQueue(tmp_path, slots=2)
     for run_id in ("a", "b", "c"):
         queue.put(run_id, {"run_id": run_id})
+    assert queue.take()["run_id"] == "a", "oldest first"
+    queue.done("a")
+    for run_id in ("d", "e"):
+        queue.put(run_id, {"run_id": run_id})
 
     taken = []
     lock = threading.Lock()
@@ -23,8 +27,9 @@ def test_jobs_come_out_once_oldest_first(tmp_path):
         worker.start()
     for worker in workers:
         worker.join()
-    assert sorted(taken) == ["a", "b", "c"]
+    assert sorted(taken) == ["b", "c", "d", "e"]
     assert not queue.pending() and queue.take() is None
+    assert not list((tmp_path / "queue" / "taken").iterdir()), "done() clears what was taken"
 
 
 def test_no_more_slot_holders_than_slots(tmp_path):
