@@ -99,8 +99,7 @@ class Settings:
                 continue
             value = getattr(self, f.name)
             if f.metadata.get("url") and value:
-                parts = urlsplit(value)
-                value = f"{parts.scheme}://{parts.netloc}"
+                value = url_origin(value)
             shown[f.name] = str(value) if isinstance(value, Path) else value
         return shown
 
@@ -144,6 +143,12 @@ _ENV_NAMES.update(
     data_service_uri="RETRAINER_DATA_STORAGE__serviceUri",
     retrain_schedule="RETRAINER_SCHEDULE",
 )
+
+
+def url_origin(url: str) -> str:
+    """Scheme and host only: a URL's user info, path or query may hold a key (e.g. ?code=)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def env_name(field_name: str) -> str:

@@ -10,7 +10,6 @@ import json
 import logging
 from datetime import date, datetime
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from azure.core import PipelineClient
 from azure.core.credentials import AzureKeyCredential
@@ -21,7 +20,7 @@ from azure.core.rest import HttpRequest
 
 from retrainer.ports import Notifier
 from retrainer.retry import Retry, retry as default_retry
-from retrainer.settings import Settings
+from retrainer.settings import Settings, url_origin
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class EventGridNotifier:
         self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
         self._source = source
         self._retry = retry
-        self.receiver = f"Event Grid topic {_origin(endpoint)}"
+        self.receiver = f"Event Grid topic {url_origin(endpoint)}"
 
     def publish(self, event_id: str, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
         event = structured_cloud_event(event_id, event_type, self._source, subject, data)
@@ -73,7 +72,7 @@ class WebhookNotifier:
         # No RetryPolicy (ours retries) and no RedirectPolicy (a redirect must not carry the key elsewhere).
         self._client = PipelineClient(url, policies=[UserAgentPolicy(sdk_moniker="retrainer"),
                                                      HttpLoggingPolicy()])
-        self.receiver = f"webhook {_origin(url)}"
+        self.receiver = f"webhook {url_origin(url)}"
 
     def publish(self, event_id: str, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
         event = structured_cloud_event(event_id, event_type, self._source, subject, data)
@@ -127,12 +126,6 @@ def build_notifier(settings: Settings) -> Notifier:
     if settings.notify_webhook_url:
         receivers.append(WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_key, source))
     return FanoutNotifier(receivers)
-
-
-def _origin(url: str) -> str:
-    """Scheme and host only: a URL's path or query may hold a key (e.g. ?code=)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _json_default(value: Any) -> Any:

@@ -51,5 +51,6 @@ def test_secrets_stay_out_of_public_view_and_repr():
 
 
 def test_a_webhook_url_shows_only_its_origin():
-    settings = Settings.from_env({"RETRAINER_NOTIFY_WEBHOOK_URL": "https://hooks.example/services/T0/B0/token-secret"})
+    settings = Settings.from_env({
+        "RETRAINER_NOTIFY_WEBHOOK_URL": "https://user:pw-secret@hooks.example/services/T0/B0/token-secret?code=k"})
     assert settings.public()["notify_webhook_url"] == "https://hooks.example"
