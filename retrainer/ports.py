@@ -73,6 +73,14 @@ class RunInfo:
     def step(self, name: str) -> StepRunInfo | None:
         return next((s for s in self.steps if s.name == name), None)
 
+    def model_step(self, name: str) -> StepRunInfo:
+        """The step that saved the model; LookupError when the run has none of that name."""
+        step = self.step(name)
+        if step is None:
+            raise LookupError(f"run {self.run_id} has no step named {name!r}: set RETRAINER_MODEL_STEP to the "
+                              "step that saves the model")
+        return step
+
     def failed_step(self) -> StepRunInfo | None:
         return next((s for s in self.steps if s.status == RunStatus.FAILED), None)
 

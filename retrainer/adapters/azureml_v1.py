@@ -184,10 +184,7 @@ class AzureMLBackend:
                        properties: Mapping[str, str]) -> ModelRef:
         from azureml.core import Model, Run
 
-        step = run.step(self._settings.model_step)
-        if step is None:
-            raise LookupError(f"run {run.run_id} has no step named {self._settings.model_step!r} "
-                              "(RETRAINER_MODEL_STEP)")
+        step = run.model_step(self._settings.model_step)
         workspace = self._workspace()
         step_run = _retrying(Run.get, workspace, step.run_id)
         holder = self._output_holder(step_run, _retrying(step_run.get_details))

@@ -111,10 +111,7 @@ class LocalMLBackend:
                        properties: Mapping[str, str]) -> ModelRef:
         import mlflow
 
-        step = run.step(self._settings.model_step)
-        if step is None:
-            raise LookupError(f"run {run.run_id} has no step named {self._settings.model_step!r} "
-                              "(RETRAINER_MODEL_STEP)")
+        step = run.model_step(self._settings.model_step)
         client = self._client()
         try:
             client.create_registered_model(name)

@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -32,13 +32,13 @@ from devhost.host import DevHost
 from devhost.settings import HostSettings
 from retrainer import bootstrap, policy
 from retrainer.ports import RunStatus
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "diabetes_sample.csv"
 DATA_FILE = "diabetes-e2e.csv"
 EXPERIMENT, MODEL, LEDGER_TABLE = "diabetes-retraining", "diabetes_model", "retrainerledger"
 FINAL_STATES = ("registered", "model_rejected", "failed", "rejected")
-WAIT = 180.0          # a guard against a hung loop, never a performance expectation
 POLL_INTERVAL = 0.25  # seconds between the host's container scans
 
 
@@ -46,16 +46,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
 
 
 class Invocations(logging.Handler):
@@ -134,8 +124,8 @@ class Loop:
         return response.json() if response.status_code == 200 else None
 
     def final_row(self, key: str) -> dict:
-        return wait_for(f"a final state for {key}",
-                        lambda: (row := self.row(key)) and row["state"] in FINAL_STATES and row)
+        return wait_for(lambda: (row := self.row(key)) and row["state"] in FINAL_STATES and row,
+                        f"a final state for {key}")
 
     def rows(self) -> list[dict]:
         with self.api() as api:
@@ -259,8 +249,8 @@ def test_a_dropped_file_becomes_a_registered_model_and_a_notification(loop: Loop
     assert first["trigger"] == "blob" and first["run_id"]
     versions = loop.model_versions()
     assert [(int(v.version), v.tags.get("retrainer.run_id")) for v in versions] == [(1, first["run_id"])]
-    notification = wait_for("the registered notification",
-                            lambda: loop.notifications(first["key"], "retrainer.model.registered"))
+    notification = wait_for(lambda: loop.notifications(first["key"], "retrainer.model.registered"),
+                            "the registered notification")
     assert len(notification) == 1
     assert notification[0]["data"]["model_version"] == 1
     assert notification[0]["data"]["run_id"] == first["run_id"]
@@ -268,7 +258,7 @@ def test_a_dropped_file_becomes_a_registered_model_and_a_notification(loop: Loop
 
 def test_the_same_file_again_makes_no_second_run(loop: Loop, first: dict) -> None:
     size = SAMPLE.stat().st_size
-    before = wait_for("the notification recorded", lambda: (row := loop.row(first["key"])) and row["notified"] and row)
+    before = wait_for(lambda: (row := loop.row(first["key"])) and row["notified"] and row, "the notification recorded")
     status = loop.post_events("blob_ingest", [blob_created(loop, DATA_FILE, first["blob_etag"], size)],
                               webhook="blobs")
     assert status == 202
@@ -377,7 +367,7 @@ def test_a_blob_whose_function_fails_5_times_is_poison(loop: Loop, first: dict, 
             metadata = receipt.get_blob_properties().metadata if receipt.exists() else {}
             return metadata if metadata.get("Status") == "Poisoned" else None
 
-        metadata = wait_for("the poison receipt", poisoned)
+        metadata = wait_for(poisoned, "the poison receipt")
         settle(loop)
     finally:
         loop.stop()

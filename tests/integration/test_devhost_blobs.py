@@ -11,8 +11,9 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devhost.blob_poller import HOSTS_CONTAINER, POISON_QUEUE
-from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, EnvironmentSnapshot, app_folder, host, invocations,
-                                                use_storage, wait_for)
+from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, EnvironmentSnapshot, app_folder, host,
+    invocations, use_storage)
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

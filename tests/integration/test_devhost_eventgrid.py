@@ -14,8 +14,9 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 from azure.storage.blob import BlobServiceClient
 
-from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, MASTER_KEY, EnvironmentSnapshot, app_folder, host,
-                                                invocations, wait_for)
+from tests.fixtures.devhost_app.harness import (EVENTGRID_KEY, MASTER_KEY, EnvironmentSnapshot, app_folder,
+    host, invocations)
+from tests.support.waiting import wait_for
 
 NOTIFICATION = {"aeg-event-type": "Notification"}
 

@@ -11,8 +11,9 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 from azure.storage.blob import BlobServiceClient
 
-from tests.fixtures.devhost_app.harness import (FUNCTION_KEY, MASTER_KEY, SINK_KEY, EnvironmentSnapshot, app_folder,
-                                                host, invocations, use_storage, wait_for)
+from tests.fixtures.devhost_app.harness import (FUNCTION_KEY, MASTER_KEY, SINK_KEY, EnvironmentSnapshot,
+    app_folder, host, invocations, use_storage)
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

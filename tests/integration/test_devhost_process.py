@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 
 from devhost.host import main
-from tests.fixtures.devhost_app.harness import TARGET, EnvironmentSnapshot, app_folder, invocations, wait_for
+from tests.fixtures.devhost_app.harness import TARGET, EnvironmentSnapshot, app_folder, invocations
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_MAIN = "import sys; from devhost.host import main; sys.exit(main(sys.argv[1:]))"

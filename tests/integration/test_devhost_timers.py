@@ -10,8 +10,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devhost.ncrontab import next_occurrence
-from tests.fixtures.devhost_app.harness import (MASTER_KEY, EnvironmentSnapshot, app_folder, host, invocations,
-                                                use_storage, wait_for)
+from tests.fixtures.devhost_app.harness import (MASTER_KEY, EnvironmentSnapshot, app_folder, host,
+    invocations, use_storage)
+from tests.support.waiting import wait_for
 
 NEVER_IN_A_TEST = "0 0 0 1 1 *"  # midnight, January 1st
 

@@ -10,7 +10,7 @@ from unittest.mock import create_autospec
 
 import pytest
 import requests
-from azureml.core import Experiment, Model, Run, Workspace
+from azureml.core import Experiment, Model, Workspace
 from azureml.data.datapath import DataPath
 from azureml.pipeline.core import Pipeline, PipelineEndpoint, PipelineRun, PublishedPipeline, StepRun
 from azureml.pipeline.core._restclients.aeva import models as aeva_models
