@@ -188,7 +188,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The narration tells what the app decided; its own log lines would say it twice.
     logging.getLogger("retrainer").setLevel(logging.ERROR)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")     # mlflow sets its level at import
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     # The demo's own state and port; everything else as `python -m retrainer host` would set it.
