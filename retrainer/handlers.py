@@ -79,8 +79,10 @@ def data_arrived(deps: Deps, container: str, name: str, trigger: str = "blob") -
     return _validate_and_submit(deps, taken, info, trigger)
 
 
-def retrain_requested(deps: Deps, data_path: str) -> Outcome:
-    """POST /api/retrain: `data_path` is '<container>/<blob or folder>' in the incoming container."""
+def retrain_requested(deps: Deps, data_path: str, request_id: str | None = None) -> Outcome:
+    """POST /api/retrain: `data_path` is '<container>/<blob or folder>' in the incoming container.
+    `request_id` (the client's Idempotency-Key) makes a retried request the same request; without one,
+    every call is new work."""
     container, _, path = data_path.strip().partition("/")
     path = path.rstrip("/")
     incoming = deps.settings.incoming_container
@@ -93,7 +95,7 @@ def retrain_requested(deps: Deps, data_path: str) -> Outcome:
     rejection = check_name(path)
     if rejection:
         return _done(Action.REJECTED, None, rejection.message, reason_code=rejection.reason_code)
-    return _requested(deps, policy.manual_key(uuid.uuid4().hex), container, path)
+    return _requested(deps, policy.manual_key(request_id or uuid.uuid4().hex), container, path)
 
 
 def _requested(deps: Deps, key: str, container: str, path: str) -> Outcome:

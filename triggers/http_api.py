@@ -10,6 +10,7 @@ from triggers._invoke import log_outcome
 bp = func.Blueprint()
 
 MAX_LIMIT = 500
+MAX_REQUEST_ID = 200
 
 
 @bp.route(route="retrain", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -21,9 +22,14 @@ def retrain(req: func.HttpRequest) -> func.HttpResponse:
     data_path = body.get("data_path") if isinstance(body, dict) else None
     if not isinstance(data_path, str) or not data_path.strip():
         return _error(400, 'missing "data_path": send {"data_path": "<container>/<blob or folder>"}')
-    outcome = handlers.retrain_requested(bootstrap.deps(), data_path)
+    request_id = req.headers.get("Idempotency-Key")
+    if request_id is not None and not (0 < len(request_id) <= MAX_REQUEST_ID and request_id.isprintable()):
+        return _error(400, f"Idempotency-Key must be 1 to {MAX_REQUEST_ID} printable characters")
+    outcome = handlers.retrain_requested(bootstrap.deps(), data_path, request_id)
     log_outcome("retrain", outcome)
-    status = 400 if outcome.action == "rejected" else 202
+    if outcome.action == "rejected":
+        return _error(400, outcome.detail["message"])
+    status = 200 if outcome.action == "duplicate" else 202
     return _json(status, {"action": outcome.action, "key": outcome.key, **outcome.detail})
 
 

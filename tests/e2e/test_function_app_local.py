@@ -123,3 +123,40 @@ def test_a_malformed_file_is_rejected_quarantined_and_reported(functions, loop):
     assert copies[0].metadata.get("reason")
     assert container.get_blob_client("people.csv").exists(), "the original is never deleted"
     assert not (state_dir / "workers").exists(), "nothing was submitted"
+
+
+def http_request(method: str, route: str, body: bytes = b"", params=None, headers=None, route_params=None):
+    return func.HttpRequest(method, f"http://localhost/api/{route}", body=body, params=params or {},
+                            headers=headers or {}, route_params=route_params or {})
+
+
+@pytest.mark.parametrize("body, headers, says", [
+    (b"not json", {}, "not JSON"),
+    (b'{"path": "incoming/a.csv"}', {}, 'missing "data_path"'),
+    (b'{"data_path": "elsewhere/a.csv"}', {}, "is not in container 'incoming'"),
+    (b'{"data_path": "incoming/../secrets.csv"}', {}, ".."),
+    (b'{"data_path": "incoming/nothing-here.csv"}', {}, "no data at incoming/nothing-here.csv"),
+    (b'{"data_path": "incoming/a.csv"}', {"Idempotency-Key": "x" * 201}, "Idempotency-Key"),
+])
+def test_a_bad_retrain_request_is_a_400_with_one_line(functions, loop, body, headers, says):
+    response = functions["retrain"](http_request("POST", "retrain", body, headers=headers))
+
+    assert response.status_code == 400
+    error = json.loads(response.get_body())["error"]
+    assert says in error and "\n" not in error
+
+
+def test_the_runs_api_answers_lineage_and_refuses_bad_input(functions, loop):
+    recorder, container, state_dir = loop
+    container.upload_blob("people.csv", b"name,age\nalice,31\n", overwrite=True)
+    functions["blob_ingest"](blob_input(container, "people.csv", b"name,age\nalice,31\n"))
+
+    listed = json.loads(functions["list_runs"](http_request("GET", "runs", params={"limit": "5"})).get_body())
+    [row] = listed["runs"]
+    assert row["state"] == "rejected"
+    one = functions["get_run"](http_request("GET", "runs/x", route_params={"key": row["key"]}))
+    assert one.status_code == 200 and json.loads(one.get_body())["key"] == row["key"]
+    assert functions["get_run"](http_request("GET", "runs/x", route_params={"key": "blob:nope"})).status_code == 404
+    assert functions["list_runs"](http_request("GET", "runs", params={"limit": "all"})).status_code == 400
+    health = functions["health"](http_request("GET", "health"))
+    assert health.status_code == 200 and WEBHOOK_KEY not in health.get_body().decode()

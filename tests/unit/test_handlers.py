@@ -609,3 +609,15 @@ def test_recent_runs_leave_out_the_watermark(deps):
     handlers.run_finished(deps, run_event(first.detail["run_id"], first.key))
 
     assert [r["kind"] for r in handlers.recent_runs(deps, 1)] == ["timer"]
+
+
+def test_a_retried_request_with_its_idempotency_key_submits_once(deps):
+    deps.blobs.put("incoming", "lab/diabetes.csv", GOOD)
+
+    first = handlers.retrain_requested(deps, "incoming/lab/diabetes.csv", request_id="client-7")
+    again = handlers.retrain_requested(deps, "incoming/lab/diabetes.csv", request_id="client-7")
+    other = handlers.retrain_requested(deps, "incoming/lab/diabetes.csv")
+
+    assert (first.action, again.action, other.action) == (Action.SUBMITTED, Action.DUPLICATE, Action.SUBMITTED)
+    assert first.key == again.key == "manual:client-7"
+    assert len(deps.backend.submissions) == 2
