@@ -1,12 +1,11 @@
 """Composition root: settings -> adapters -> handler dependencies, built lazily, once per process.
 
-Triggers call `deps()`; nothing here runs at import, so `import function_app` stays light and an
-event that is filtered out never builds a client.
+Triggers call `deps()`; nothing here runs at import, so `import function_app` stays light, and the
+heavy SDKs load inside the adapters on first use (an event that is filtered out loads none).
 """
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 
 from retrainer.settings import Settings, SettingsError
 
@@ -36,18 +35,28 @@ def build(settings: Settings):
     from retrainer.adapters.table_ledger import TableLedger
     from retrainer.handlers import Deps
 
-    if not settings.storage_connection:
-        raise SettingsError("AzureWebJobsStorage is required: the storage account holding the ledger")
     blobs = blob_store(settings)
     return Deps(
         settings=settings,
-        ledger=TableLedger(settings.storage_connection, settings.ledger_table),
+        ledger=TableLedger(_ledger_connection(settings), settings.ledger_table),
         blobs=blobs,
         backend=ml_backend(settings, blobs),
         notifier=build_notifier(settings),
         required_columns=pipelines.required_columns(settings.pipeline),
-        clock=lambda: datetime.now(timezone.utc),
     )
+
+
+def _ledger_connection(settings: Settings):
+    """The app's storage account: a connection string, or (identity-based, as the Functions host
+    allows) its account name and the managed identity."""
+    if settings.storage_connection:
+        return settings.storage_connection
+    if settings.storage_account:
+        from azure.identity import DefaultAzureCredential
+
+        return f"https://{settings.storage_account}.table.core.windows.net", DefaultAzureCredential()
+    raise SettingsError("AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is required: the storage "
+                        "account holding the ledger")
 
 
 def blob_store(settings: Settings):

@@ -33,6 +33,7 @@ class Settings:
     backend: str = "local"                           # RETRAINER_BACKEND: "azureml" | "local"
     # storage
     storage_connection: str = field(default="", repr=False, metadata={"secret": True})  # AzureWebJobsStorage
+    storage_account: str = ""                        # AzureWebJobsStorage__accountName (identity-based)
     data_connection: str = field(default="", repr=False, metadata={"secret": True})  # RETRAINER_DATA_STORAGE
     data_service_uri: str | None = _url()            # RETRAINER_DATA_STORAGE__serviceUri (identity-based)
     incoming_path: str = "incoming/{name}"           # RETRAINER_INCOMING_PATH (blob trigger path)
@@ -139,6 +140,7 @@ class Settings:
 _ENV_NAMES = {f.name: "RETRAINER_" + f.name.upper() for f in fields(Settings)}
 _ENV_NAMES.update(
     storage_connection="AzureWebJobsStorage",
+    storage_account="AzureWebJobsStorage__accountName",
     data_connection="RETRAINER_DATA_STORAGE",
     data_service_uri="RETRAINER_DATA_STORAGE__serviceUri",
     retrain_schedule="RETRAINER_SCHEDULE",
