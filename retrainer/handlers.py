@@ -420,7 +420,8 @@ def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerE
     # The holder died. If it got as far as submitting, record its run; otherwise retake the key.
     run = deps.backend.find_run(policy.TAG_KEY, key)
     if run is not None:
-        recorded = _transition(deps, entry, State.SUBMITTED, {"run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "recovered": True,
+        recorded = _transition(deps, entry, State.SUBMITTED, {
+            "run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "recovered": True,
             "pipeline_version": run.tags.get(policy.TAG_PIPELINE_VERSION)})
         if recorded is None:
             return _settled_elsewhere(deps, key)

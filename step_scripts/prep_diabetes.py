@@ -2,10 +2,11 @@
 
     python prep_diabetes.py --input-data PATH --prepped-data DIR
 
-PATH is a CSV file or a folder of CSV files (every *.csv in it, in name order, concatenated).
-Logs `raw_rows` and `processed_rows` through MLflow: on Azure ML (azureml-mlflow) and under the
-local runner the environment names the run to attach to; run by hand it logs to MLflow's default
-local store. A bad input file exits with status 2 and a one-line message.
+PATH is a CSV file or a folder of CSV files (every usable *.csv in it, in name order, concatenated;
+unusable ones are skipped and named). Logs `raw_rows`, `processed_rows` and `skipped_files` through
+MLflow: on Azure ML (azureml-mlflow) and under the local runner the environment names the run to attach
+to; run by hand it logs to MLflow's default local store. A bad input file, or a folder with no usable
+file, exits with status 2 and a one-line message.
 """
 from __future__ import annotations
 
@@ -25,21 +26,29 @@ class BadInput(Exception):
     """The input data cannot be used; the message says what is wrong and what to do."""
 
 
-def read_csv_input(path: Path) -> pd.DataFrame:
-    """One CSV file, or every *.csv in a folder concatenated in name order."""
-    if path.is_dir():
-        files = sorted(path.glob("*.csv"))
-        if not files:
-            raise BadInput(f"{path} is a folder with no .csv file in it; pass a CSV file or a folder of them")
-    elif path.is_file():
-        files = [path]
-    else:
+def read_csv_input(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One CSV file, or every usable *.csv in a folder concatenated in name order, and the reasons of
+    the folder's files that were left out. A folder is a dataset that grows over time: one bad file in
+    it (already reported as rejected when it landed) must not stop every later training."""
+    if path.is_file():
+        return _read_one(path), []
+    if not path.is_dir():
         raise BadInput(f"{path} does not exist; pass a CSV file or a folder of CSV files")
-    frames = [_read_one(file) for file in files]
+    files = sorted(path.glob("*.csv"))
+    if not files:
+        raise BadInput(f"{path} is a folder with no .csv file in it; pass a CSV file or a folder of them")
+    frames, skipped = [], []
+    for file in files:
+        try:
+            frames.append(_read_one(file))
+        except BadInput as error:
+            skipped.append(str(error))
+    if not frames:
+        raise BadInput(f"no usable .csv file in {path}: {skipped[0]}")
     # A header-only file adds no rows; leaving it out keeps its empty (text) columns from
     # turning the numeric columns of the others into text.
     with_rows = [frame for frame in frames if not frame.empty]
-    return pd.concat(with_rows or frames[:1], ignore_index=True)
+    return pd.concat(with_rows or frames[:1], ignore_index=True), skipped
 
 
 def _read_one(file: Path) -> pd.DataFrame:
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        raw = read_csv_input(args.input_data)
+        raw, skipped = read_csv_input(args.input_data)
         prepped = prepare(raw)
     except BadInput as error:
         print(f"prep: error: {error}", file=sys.stderr)
@@ -103,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow  # after validation: a bad file fails fast, without MLflow's import time
 
     with mlflow.start_run():
-        mlflow.log_metrics({"raw_rows": len(raw), "processed_rows": len(prepped)})
+        mlflow.log_metrics({"raw_rows": len(raw), "processed_rows": len(prepped), "skipped_files": len(skipped)})
+    for reason in skipped:
+        print(f"prep: skipped: {reason}")
     print(f"prep: {len(raw)} rows read, {len(raw) - len(prepped)} with missing values dropped, "
           f"{len(prepped)} written to {output}")
     return 0

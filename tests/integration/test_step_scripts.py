@@ -121,6 +121,7 @@ def test_prep_run_by_hand_reads_a_folder_of_csv_files_and_logs_locally(tmp_path)
     sample.iloc[300:500].to_csv(folder / "part-2.csv", index=False)
     sample.iloc[:0].to_csv(folder / "part-3.csv", index=False)  # header only: adds nothing
     (folder / "notes.txt").write_text("not data")
+    (folder / "part-4.csv").write_text("respondent,answer\n1,yes\n")   # rejected when it landed: skipped
 
     result = run_script("prep_diabetes.py", "--input-data", str(folder), "--prepped-data", "out",
                         cwd=tmp_path / "work")  # no MLflow variables: MLflow's default local store
@@ -131,6 +132,17 @@ def test_prep_run_by_hand_reads_a_folder_of_csv_files_and_logs_locally(tmp_path)
     [run] = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     assert run.data.metrics["raw_rows"] == 500
     assert run.data.metrics["processed_rows"] == len(sample.iloc[:500].dropna())
+    assert run.data.metrics["skipped_files"] == 1
+    assert "skipped" in result.stdout and "part-4.csv" in result.stdout
+
+
+def test_prep_fails_when_no_file_of_a_folder_is_usable(tmp_path, without_glucose):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    without_glucose.rename(folder / "no_glucose.csv")
+    result = run_script("prep_diabetes.py", "--input-data", str(folder), "--prepped-data", "out",
+                        cwd=tmp_path / "work")
+    assert_one_line_error(result, "no usable .csv file", "PlasmaGlucose")
 
 
 def assert_one_line_error(result, *words: str) -> None:
