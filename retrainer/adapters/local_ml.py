@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Mapping
 
-from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef
+from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
 from retrainer.settings import Settings
 
 PIPELINE_TAG = "retrainer.pipeline"
@@ -101,9 +101,19 @@ class LocalMLBackend:
         return RunRef(run_id=run_id, experiment=self._settings.experiment) if run_id else None
 
     def get_run(self, run_id: str) -> RunInfo:
+        from retrainer.adapters.local_queue import RunQueue
         from retrainer.localrun import store
 
-        return store.read_run(self._settings.mlflow_tracking_uri, run_id)
+        info = store.read_run(self._settings.mlflow_tracking_uri, run_id)
+        if info.status == RunStatus.RUNNING and not RunQueue(self._settings.state_dir,
+                                                             self._settings.local_max_runs).has(run_id):
+            # Nothing will ever move it: the host died between creating and queueing it, or its worker
+            # died. Fail it, so reconcile reports it instead of waiting forever.
+            client = self._client()
+            client.set_tag(run_id, store.TAG_ERROR, "its local worker is gone (the process died); submit again")
+            client.set_terminated(run_id, status="FAILED")
+            info = store.read_run(self._settings.mlflow_tracking_uri, run_id)
+        return info
 
     # -- models (the MLflow model registry)
 

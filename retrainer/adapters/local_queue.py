@@ -37,19 +37,35 @@ class RunQueue:
         return any(self._waiting.glob("*.json"))
 
     def take(self) -> dict | None:
-        """The oldest waiting job, moved to `taken` atomically so no two workers run it."""
+        """The oldest waiting job, moved to `taken` atomically so no two workers run it, and marked with
+        this process's id so a job whose worker died can be told from one still running."""
         for path in sorted(self._waiting.glob("*.json")):
             claimed = self._taken / path.name
             try:
                 path.rename(claimed)
             except FileNotFoundError:
                 continue        # another worker took it first
+            claimed.with_suffix(".pid").write_text(str(os.getpid()))
             return json.loads(claimed.read_text())
         return None
 
     def done(self, run_id: str) -> None:
-        for path in self._taken.glob(f"*-{run_id}.json"):
+        for path in self._taken.glob(f"*-{run_id}.*"):
             path.unlink(missing_ok=True)
+
+    def has(self, run_id: str) -> bool:
+        """Whether the run is waiting, or taken by a worker that is still alive."""
+        if any(self._waiting.glob(f"*-{run_id}.json")):
+            return True
+        for pid_file in self._taken.glob(f"*-{run_id}.pid"):
+            try:
+                os.kill(int(pid_file.read_text()), 0)
+            except ProcessLookupError:
+                return False
+            except (ValueError, PermissionError):
+                return True     # half written, or another user's process: not provably gone
+            return True
+        return any(self._taken.glob(f"*-{run_id}.json"))   # taken a moment ago, pid not written yet
 
     @contextmanager
     def slot(self) -> Iterator[bool]:

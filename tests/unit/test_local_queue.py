@@ -1,4 +1,5 @@
 """The local backend's run queue: each job runs once, and no more workers than slots hold one."""
+import subprocess
 import threading
 
 from retrainer.adapters.local_queue import RunQueue
@@ -39,3 +40,23 @@ def test_no_more_slot_holders_than_slots(tmp_path):
             assert (first, second, third) == (True, True, False)
     with queue.slot() as again:
         assert again, "a released slot is free again"
+
+
+def test_a_job_is_known_while_waiting_or_running_and_not_once_its_worker_died(tmp_path):
+    queue = RunQueue(tmp_path, slots=1)
+    queue.put("r1", {"run_id": "r1"})
+    assert queue.has("r1")
+    queue.take()
+    assert queue.has("r1"), "taken by this (living) process"
+
+    dead = _a_dead_pid()
+    [pid_file] = (tmp_path / "queue" / "taken").glob("*-r1.pid")
+    pid_file.write_text(str(dead))
+    assert not queue.has("r1")
+    assert not queue.has("never-queued")
+
+
+def _a_dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
