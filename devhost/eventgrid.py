@@ -39,10 +39,18 @@ def validation_response(events: list[dict[str, Any]]) -> dict[str, str]:
     return {"validationResponse": code}
 
 
+# Storage APIs whose BlobCreated means "a complete file is there" (not a staged block, not a directory).
+FILE_COMPLETE_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
+
+
 def blob_created(event: dict[str, Any]) -> tuple[str, str] | None:
-    """(container, blob name) of a Microsoft.Storage.BlobCreated event; None for other events."""
+    """(container, blob name) of a BlobCreated event that completes a non-empty file; None for any other
+    event (another type, a partial write, a zero-byte blob)."""
     kind = event.get("eventType") or event.get("type")
     if kind != "Microsoft.Storage.BlobCreated":
+        return None
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    if data.get("api") not in FILE_COMPLETE_APIS or not data.get("contentLength"):
         return None
     subject = event.get("subject") or ""
     marker = "/containers/"

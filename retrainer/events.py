@@ -20,9 +20,6 @@ BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
 
-# Storage APIs whose BlobCreated means "a complete file is there" (not a block staged, not a directory).
-FILE_COMPLETE_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
-
 _BLOB_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<name>.+)$")
 # Azure ML docs show lower-case ("failed") as well as the SDK's casing: map both to RunStatus values.
 _RUN_STATUSES = {s.lower(): s for s in (RunStatus.NOT_STARTED, RunStatus.QUEUED, RunStatus.PREPARING,
@@ -49,14 +46,6 @@ class BlobCreated:
     sequencer: str
     url: str
     content_type: str | None = None
-
-    def ignore_reason(self) -> str | None:
-        """Why this event should not start anything, or None when it should."""
-        if self.api not in FILE_COMPLETE_APIS:
-            return f"api {self.api} does not complete a file"
-        if self.size == 0:
-            return "zero-byte blob"
-        return None
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ def blob_created(container: str, name: str) -> dict:
     return {"id": f"evt-{name}", "eventType": "Microsoft.Storage.BlobCreated", "dataVersion": "",
             "subject": f"/blobServices/default/containers/{container}/blobs/{name}",
             "eventTime": "2026-11-29T08:00:00.1234567Z", "topic": "/subscriptions/x/storageAccounts/devstoreaccount1",
-            "data": {"api": "PutBlob", "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}"}}
+            "data": {"api": "PutBlob", "contentLength": 6,  # the size of b"pushed"
+                     "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}"}}
 
 
 def test_blob_created_events_on_the_blobs_webhook_trigger_the_function(env, tmp_path):

@@ -71,23 +71,6 @@ def test_blob_created_parses_container_name_and_data(envelope):
     assert (event.etag, event.size, event.api) == ("0x8DC1A2B3C4D5E6F", 524288, "PutBlob")
     assert event.sequencer == "00000000000004420000000000028963"
     assert event.url.endswith("/incoming/2026/diabetes.csv")
-    assert event.ignore_reason() is None
-
-
-@pytest.mark.parametrize("api", ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"])
-def test_blob_created_acts_on_file_completing_apis(api):
-    event = parse_event(grid_event("Microsoft.Storage.BlobCreated", {**BLOB_DATA, "api": api}, BLOB_SUBJECT))
-    assert event.ignore_reason() is None
-
-
-def test_blob_created_ignores_other_apis_and_zero_byte_blobs():
-    create_file = parse_event(grid_event("Microsoft.Storage.BlobCreated", {**BLOB_DATA, "api": "CreateFile"},
-                                         BLOB_SUBJECT))
-    empty = parse_event(grid_event("Microsoft.Storage.BlobCreated", {**BLOB_DATA, "contentLength": 0},
-                                   BLOB_SUBJECT))
-
-    assert "CreateFile" in create_file.ignore_reason()
-    assert "zero-byte" in empty.ignore_reason()
 
 
 @pytest.mark.parametrize("event_type", ["Microsoft.EventGrid.SubscriptionValidationEvent",
