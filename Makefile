@@ -29,6 +29,7 @@ demo: install
 bench: install
 	$(PY) bench/localrun.py
 	$(PY) bench/coldstart.py
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) node_modules .state
