@@ -294,8 +294,8 @@ def _decide_model(deps: Deps, entry: LedgerEntry, run: RunInfo) -> tuple[str, di
                     "champion_version": champion.version if champion else None, "reason": gate.reason}
         if not gate.passed:
             return State.MODEL_REJECTED, decision, f"model of run {run.run_id} rejected: {gate.reason}"
-        tags = {policy.TAG_KEY: entry.key, "retrainer.run_id": run.run_id,
-                "retrainer.data": f"{entry.fields.get('container', '')}/{entry.fields.get('data_path', '')}",
+        tags = {policy.TAG_KEY: entry.key, policy.TAG_RUN_ID: run.run_id,
+                policy.TAG_DATA: f"{entry.fields.get('container', '')}/{entry.fields.get('data_path', '')}",
                 policy.TAG_PIPELINE_VERSION: str(entry.fields.get("pipeline_version", ""))}
         properties = {name: _metric_text(value) for name, value in metrics.items()}
         model = deps.backend.register_model(run, settings.model_name, settings.model_path, tags, properties)

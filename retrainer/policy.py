@@ -18,6 +18,8 @@ TAG_TRIGGER = "retrainer.trigger"
 TAG_BLOB = "retrainer.blob"
 TAG_ETAG = "retrainer.etag"
 TAG_PIPELINE_VERSION = "retrainer.pipeline_version"
+TAG_RUN_ID = "retrainer.run_id"     # on a model version: the pipeline run it came from
+TAG_DATA = "retrainer.data"         # on a model version: the data it was trained on
 
 STEP_RUN_TYPE = "azureml.StepRun"   # a pipeline's step: its parent pipeline run is the one to act on
 

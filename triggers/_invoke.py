@@ -1,4 +1,4 @@
-"""What every trigger shares: the process's dependencies and one log line per outcome."""
+"""What the triggers share: one log line per outcome, and the occurrence a timer tick stands for."""
 from __future__ import annotations
 
 import logging

@@ -13,14 +13,12 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
+from retrainer.policy import TAG_BLOB, TAG_KEY, TAG_PIPELINE_VERSION, TAG_RUN_ID
 from retrainer.ports import ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
 T = TypeVar("T")
 
-KEY_TAG = "retrainer.key"                       # the ledger key: how find_run recognises a submission
-VERSION_TAG = "retrainer.pipeline_version"
-RUN_ID_TAG = "retrainer.run_id"                 # on a model version: the pipeline run it came from
 REUSED_RUN_PROPERTY = "azureml.reusedrunid"     # on a reused step run: the run that holds its outputs
 
 # Step runs report "Finished" (the pipeline service's word); run history says "Completed".
@@ -113,21 +111,21 @@ class AzureMLBackend:
                tags: Mapping[str, str]) -> RunRef:
         from azureml.data.datapath import DataPath
 
-        key = tags.get(KEY_TAG)
+        key = tags.get(TAG_KEY)
         if not key:
-            raise ValueError(f"submit needs the {KEY_TAG!r} tag: without it a retried submit could run twice")
+            raise ValueError(f"submit needs the {TAG_KEY!r} tag: without it a retried submit could run twice")
         endpoint = self._endpoint(ref.endpoint)
         pipeline_parameters: dict[str, Any] = dict(parameters)
         pipeline_parameters["input_data"] = DataPath(datastore=self._datastore(),
                                                      path_on_datastore=parameters["input_data"])
-        run_tags = {**tags, VERSION_TAG: ref.version}
+        run_tags = {**tags, TAG_PIPELINE_VERSION: ref.version}
         attempted = False
 
         def submit_unless_already_submitted() -> Any:
             # A transient error may hide a run the service did create: look for it before submitting again.
             nonlocal attempted
             if attempted:
-                found = self._first_tagged_run(experiment, KEY_TAG, key)
+                found = self._first_tagged_run(experiment, TAG_KEY, key)
                 if found is not None:
                     return found
             attempted = True
@@ -188,15 +186,15 @@ class AzureMLBackend:
         workspace = self._workspace()
         step_run = _retrying(Run.get, workspace, step.run_id)
         holder = self._output_holder(step_run, _retrying(step_run.get_details))
-        model_tags = {**{k: v for k, v in run.tags.items() if k in ("retrainer.blob", VERSION_TAG)},
-                      **tags, RUN_ID_TAG: run.run_id}
+        model_tags = {**{k: v for k, v in run.tags.items() if k in (TAG_BLOB, TAG_PIPELINE_VERSION)},
+                      **tags, TAG_RUN_ID: run.run_id}
         attempted = False
 
         def register_unless_already_registered(local_file: Path) -> Any:
             # The run id tag is set with the registration itself, so a version a lost response hid is found.
             nonlocal attempted
             if attempted:
-                found = self._models(name, tags=[[RUN_ID_TAG, run.run_id]])
+                found = self._models(name, tags=[[TAG_RUN_ID, run.run_id]])
                 if found:
                     return min(found, key=lambda m: m.version)
             attempted = True
@@ -216,7 +214,7 @@ class AzureMLBackend:
         return _model_ref(max(models, key=lambda m: m.version)) if models else None
 
     def find_model(self, name: str, run_id: str) -> ModelRef | None:
-        models = _retrying(self._models, name, tags=[[RUN_ID_TAG, run_id]])
+        models = _retrying(self._models, name, tags=[[TAG_RUN_ID, run_id]])
         return _model_ref(min(models, key=lambda m: m.version)) if models else None
 
     def _models(self, name: str, **filters: Any) -> list:
@@ -316,5 +314,5 @@ def _last(value: Any) -> Any:
 
 def _model_ref(model: Any) -> ModelRef:
     tags = dict(model.tags or {})
-    return ModelRef(name=model.name, version=int(model.version), run_id=tags.get(RUN_ID_TAG), tags=tags,
+    return ModelRef(name=model.name, version=int(model.version), run_id=tags.get(TAG_RUN_ID), tags=tags,
                     properties=dict(model.properties or {}))

@@ -4,8 +4,8 @@ and model registry.
 `submit` creates the MLflow parent run, queues the run and returns its id at once; detached worker
 processes (`retrainer.adapters.local_worker`, at most RETRAINER_LOCAL_MAX_RUNS at once) run the pipeline
 and, when it ends, publish the RunCompleted or RunStatusChanged event in Azure ML's schema, as Azure ML
-would. "Publishing" records the pipeline
-version per endpoint in the state folder, so a changed definition is visible as a new version.
+would. "Publishing" records the pipeline version per endpoint in the state folder, so a changed
+definition is visible as a new version.
 """
 from __future__ import annotations
 
@@ -17,12 +17,9 @@ import threading
 from pathlib import Path
 from typing import Mapping
 
+from retrainer.policy import TAG_RUN_ID
 from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
 from retrainer.settings import Settings
-
-PIPELINE_TAG = "retrainer.pipeline"
-RUN_ID_TAG = "retrainer.run_id"
-
 
 class LocalMLBackend:
     def __init__(self, settings: Settings, blobs: BlobStore):
@@ -66,12 +63,14 @@ class LocalMLBackend:
 
     def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
                tags: Mapping[str, str]) -> RunRef:
-        from retrainer.localrun.store import RunStore
+        from retrainer.localrun.store import TAG_PIPELINE, RunStore
 
         client = self._client()
         experiment_id = RunStore(self._settings.mlflow_tracking_uri).experiment_id(experiment)
+        # The handlers' tags carry the key and the pipeline version; the runner sets the pipeline name
+        # again when it starts, but a queued run shows it already.
         run = client.create_run(experiment_id, run_name=f"{ref.name}-{ref.version[:8]}",
-                                tags={**tags, PIPELINE_TAG: ref.name, "retrainer.pipeline_version": ref.version})
+                                tags={**tags, TAG_PIPELINE: ref.name})
         run_id = run.info.run_id
         for name, value in parameters.items():
             client.log_param(run_id, name, value)
@@ -128,7 +127,7 @@ class LocalMLBackend:
         except mlflow.exceptions.MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        version_tags = {**properties, **tags, RUN_ID_TAG: run.run_id}
+        version_tags = {**properties, **tags, TAG_RUN_ID: run.run_id}
         version = client.create_model_version(name, source=f"runs:/{step.run_id}/{path}",
                                               run_id=step.run_id, tags=version_tags)
         return _model_ref(version)
@@ -138,7 +137,7 @@ class LocalMLBackend:
         return _model_ref(max(versions, key=lambda v: int(v.version))) if versions else None
 
     def find_model(self, name: str, run_id: str) -> ModelRef | None:
-        versions = self._versions(f"name = '{_quote(name)}' and tags.`{RUN_ID_TAG}` = '{_quote(run_id)}'")
+        versions = self._versions(f"name = '{_quote(name)}' and tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'")
         return _model_ref(min(versions, key=lambda v: int(v.version))) if versions else None
 
     def _versions(self, filter_string: str) -> list:
@@ -157,7 +156,7 @@ def _model_ref(version) -> ModelRef:
     stored = dict(version.tags or {})
     tags = {k: v for k, v in stored.items() if k.startswith("retrainer.")}
     properties = {k: v for k, v in stored.items() if k not in tags}
-    return ModelRef(name=version.name, version=int(version.version), run_id=tags.get(RUN_ID_TAG),
+    return ModelRef(name=version.name, version=int(version.version), run_id=tags.get(TAG_RUN_ID),
                     tags=tags, properties=properties)
 
 
