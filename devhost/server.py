@@ -98,15 +98,10 @@ class Endpoints:
         spec, refusal = self._webhook_target(request, "eventGridTrigger")
         if refusal:
             return refusal
-        if request.method == "OPTIONS":
-            return _cloudevents_handshake(request)
+        events, answer = await self._notification(request)
+        if answer:
+            return answer
         try:
-            kind = eventgrid.delivery_kind(request.headers)
-            events = eventgrid.parse_batch(await request.body())
-            if kind == eventgrid.VALIDATION:
-                return JSONResponse(eventgrid.validation_response(events))
-            if kind == eventgrid.DELETION:
-                return Response(status_code=202)
             arguments = [_event(spec, event, index) for index, event in enumerate(events)]
         except eventgrid.BadDelivery as error:
             return _error(400, str(error))
@@ -121,19 +116,33 @@ class Endpoints:
             return refusal
         if not self._blobs.accepts_events(spec.name):
             return _error(404, f"function {spec.name!r} is not a blob trigger with source=\"EventGrid\"")
-        if request.method == "OPTIONS":
-            return _cloudevents_handshake(request)
+        events, answer = await self._notification(request)
+        if answer:
+            return answer
         try:
-            kind = eventgrid.delivery_kind(request.headers)
-            events = eventgrid.parse_batch(await request.body())
-            if kind == eventgrid.VALIDATION:
-                return JSONResponse(eventgrid.validation_response(events))
             created = [c for c in map(eventgrid.blob_created, events) if c]
         except eventgrid.BadDelivery as error:
             return _error(400, str(error))
         for container, name in created:
             await run_in_threadpool(self._blobs.blob_created, spec.name, container, name)
         return Response(status_code=202)
+
+    @staticmethod
+    async def _notification(request: Request) -> tuple[list[dict[str, Any]], Response | None]:
+        """The events of an Event Grid delivery, or the answer that ends it: the CloudEvents and
+        SubscriptionValidation handshakes, a subscription's deletion, a bad delivery."""
+        if request.method == "OPTIONS":
+            return [], _cloudevents_handshake(request)
+        try:
+            kind = eventgrid.delivery_kind(request.headers)
+            events = eventgrid.parse_batch(await request.body())
+            if kind == eventgrid.VALIDATION:
+                return [], JSONResponse(eventgrid.validation_response(events))
+        except eventgrid.BadDelivery as error:
+            return [], _error(400, str(error))
+        if kind == eventgrid.DELETION:
+            return [], Response(status_code=202)
+        return events, None
 
     def _webhook_target(self, request: Request, trigger_type: str) -> tuple[Any, Response | None]:
         if not self._authorized(request, "system"):
