@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -40,7 +39,7 @@ from azure.core.exceptions import ResourceNotFoundError  # noqa: E402
 from azure.data.tables import TableClient  # noqa: E402
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
-from devhost import local_loop  # noqa: E402
+from devhost import azurite, local_loop  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
 from devhost.settings import HostSettings  # noqa: E402
 
@@ -102,13 +101,7 @@ def csv_file(index: int, rows: int) -> bytes:
 def configure(poll_interval: str | None) -> HostSettings:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     os.environ.update({
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true",      # the host starts its own Azurite
-        "RETRAINER_DATA_STORAGE": "UseDevelopmentStorage=true",
-        "RETRAINER_INCOMING_PATH": "incoming/{name}",
         "RETRAINER_PIPELINE": "bench_trivial",
         "RETRAINER_PIPELINE_ENDPOINT": "bench-trivial",
         "RETRAINER_EXPERIMENT": "bench-ingest",
@@ -116,15 +109,11 @@ def configure(poll_interval: str | None) -> HostSettings:
         "RETRAINER_SCHEDULE": "0 0 0 1 1 *",          # the timers stay out of the way
         "RETRAINER_RECONCILE_SCHEDULE": "0 0 0 1 1 *",
         "RETRAINER_STATE_DIR": str(STATE),
-        "DEVHOST_STATE_DIR": str(STATE),
-        "DEVHOST_PORT": str(port),
+        "DEVHOST_PORT": str(azurite.free_port()),
     })
     if poll_interval:
         os.environ["DEVHOST_POLL_INTERVAL"] = poll_interval
-    local_loop.ensure_keys(STATE, os.environ)
-    settings = HostSettings.from_env()
-    local_loop.wire(settings, os.environ)
-    return settings
+    return local_loop.prepare(REPO)     # the host starts its own Azurite
 
 
 def upload_all(host: DevHost, count: int, rows: int, threads: int) -> dict[str, FileTimes]:

@@ -48,7 +48,8 @@ class Azurite:
                 self.process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now (the caller binds it soon after)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -68,7 +69,7 @@ def start(data_dir: Path | None = None, timeout: float = 30.0) -> Azurite:
     exe = _executable()
     workdir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="azurite-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = [_free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
     args = [exe, "--silent", "--skipApiVersionCheck", "--disableProductStyleUrl",
             "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
             "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from azure.storage.blob import BlobServiceClient
 
-from devhost import local_loop
+from devhost import azurite, local_loop
 from devhost.host import DevHost
 from devhost.settings import HostSettings
 
@@ -178,12 +177,6 @@ where to look next:
         self.wait("pipeline run", finished_steps, timeout=240)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The narration tells what the app decided; its own log lines would say it twice.
@@ -192,7 +185,7 @@ def main() -> int:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     # The demo's own state and port; everything else as `python -m retrainer host` would set it.
-    os.environ.update({"RETRAINER_STATE_DIR": str(STATE), "DEVHOST_PORT": str(_free_port())})
+    os.environ.update({"RETRAINER_STATE_DIR": str(STATE), "DEVHOST_PORT": str(azurite.free_port())})
     settings = local_loop.prepare(REPO)
     print("retrainer demo: starting Azurite and the dev host with function_app ...", flush=True)
     with DevHost("function_app:app", settings, app_dir=REPO) as host:

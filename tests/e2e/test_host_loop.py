@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +39,6 @@ DATA_FILE = "diabetes-e2e.csv"
 EXPERIMENT, MODEL, LEDGER_TABLE = "diabetes-retraining", "diabetes_model", "retrainerledger"
 FINAL_STATES = ("registered", "model_rejected", "failed", "rejected")
 POLL_INTERVAL = 0.25  # seconds between the host's container scans
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Invocations(logging.Handler):
@@ -183,7 +176,7 @@ def loop(tmp_path_factory) -> Iterator[Loop]:
             "RETRAINER_RECONCILE_SCHEDULE": "0 0 0 1 1 *",
             "RETRAINER_STATE_DIR": str(state),
             "DEVHOST_STATE_DIR": str(state),
-            "DEVHOST_PORT": str(_free_port()),    # fixed: the run worker's event URL must survive a restart
+            "DEVHOST_PORT": str(azurite_launcher.free_port()),    # fixed: the run worker's event URL must survive a restart
             "DEVHOST_POLL_INTERVAL": str(POLL_INTERVAL),
             "DEVHOST_AUTH": "on",
         }
