@@ -146,7 +146,7 @@ def _submit(deps: Deps, entry: LedgerEntry, data_path: str, trigger: str, *, blo
             etag: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
     settings = deps.settings
     ref = deps.backend.ensure_published(settings.pipeline)
-    run = deps.backend.find_run(policy.TAG_KEY, entry.key)    # a crashed attempt may have submitted already
+    run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(entry.key))    # a crashed attempt may have submitted already
     if run is None:
         tags = policy.run_tags(entry.key, trigger, ref.version, blob=blob, etag=etag)
         run = deps.backend.submit(ref, {"input_data": data_path}, settings.experiment, tags)
@@ -418,7 +418,7 @@ def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerE
     if not policy.claim_is_stale(entry, deps.clock(), deps.settings.claim_lease_minutes):
         return _duplicate(deps, entry)
     # The holder died. If it got as far as submitting, record its run; otherwise retake the key.
-    run = deps.backend.find_run(policy.TAG_KEY, key)
+    run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(key))
     if run is not None:
         recorded = _transition(deps, entry, State.SUBMITTED, {
             "run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "recovered": True,

@@ -13,7 +13,8 @@ from retrainer.settings import Settings
 
 APP_NAME = "retrainer"
 TAG_APP = "retrainer.app"
-TAG_KEY = "retrainer.key"
+TAG_KEY = "retrainer.key"          # the readable ledger key
+TAG_KEY_HASH = "retrainer.key_sha"  # its digest: what runs are looked up by (a tag query quotes no value safely)
 TAG_TRIGGER = "retrainer.trigger"
 TAG_BLOB = "retrainer.blob"
 TAG_ETAG = "retrainer.etag"
@@ -48,6 +49,16 @@ def manual_key(request_id: str) -> str:
     return f"manual:{request_id}"
 
 
+def key_digest(key: str) -> str:
+    """Hex digest of a ledger key: a tag value with no quote, slash or space, of a fixed length.
+
+    Azure ML v1 writes a tag query's value into OData unescaped (`Run.list(tags=)` formats
+    `(Tags/{0} eq {1})`, azureml/_restclient/_odata/constants.py TAG_EQ_FORMAT_STR), so a blob name
+    holding `"` cannot be looked up by itself.
+    """
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
 def watermark_key(pipeline: str) -> str:
     """The ledger row holding the newest data time the last successful training used."""
     return f"watermark:{pipeline}"
@@ -60,7 +71,8 @@ def notification_id(key: str, event_type: str) -> str:
 
 def run_tags(key: str, trigger: str, pipeline_version: str, blob: str | None = None,
              etag: str | None = None) -> dict[str, str]:
-    tags = {TAG_KEY: key, TAG_TRIGGER: trigger, TAG_APP: APP_NAME, TAG_PIPELINE_VERSION: pipeline_version}
+    tags = {TAG_KEY: key, TAG_KEY_HASH: key_digest(key), TAG_TRIGGER: trigger, TAG_APP: APP_NAME,
+            TAG_PIPELINE_VERSION: pipeline_version}
     if blob is not None:
         tags[TAG_BLOB] = blob
     if etag is not None:

@@ -55,7 +55,8 @@ def test_a_good_file_is_submitted_once_with_its_path_and_tags(deps):
     [(parameters, tags)] = deps.backend.submissions
     assert parameters == {"input_data": "2026/diabetes.csv"}
     etag = deps.blobs.properties("incoming", "2026/diabetes.csv").etag.strip('"')
-    assert tags == {"retrainer.key": f"blob:incoming/2026/diabetes.csv@{etag}", "retrainer.trigger": "blob",
+    key = f"blob:incoming/2026/diabetes.csv@{etag}"
+    assert tags == {"retrainer.key": key, "retrainer.key_sha": policy.key_digest(key), "retrainer.trigger": "blob",
                     "retrainer.app": "retrainer", "retrainer.pipeline_version": deps.backend.ref.version,
                     "retrainer.blob": "2026/diabetes.csv", "retrainer.etag": etag}
     row = deps.ledger.get(outcome.key)

@@ -1,3 +1,4 @@
+import hashlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -32,9 +33,17 @@ def test_notification_id_is_deterministic_per_key_and_type():
     assert first != policy.notification_id("blob:x@2", "retrainer.model.registered")
 
 
+def test_key_digest_is_a_plain_tag_value_whatever_the_key_holds():
+    digest = policy.key_digest('manual:say "hi" / bye')
+    assert len(digest) == 40 and digest.isalnum()
+    assert digest != policy.key_digest('manual:say "hi" / bye!')
+
+
 def test_run_tags_carry_the_contract_tags():
     tags = policy.run_tags("blob:incoming/a.csv@0x1", "blob", "abc123", blob="a.csv", etag='"0x1"')
-    assert tags == {"retrainer.key": "blob:incoming/a.csv@0x1", "retrainer.trigger": "blob",
+    assert tags == {"retrainer.key": "blob:incoming/a.csv@0x1",
+                    "retrainer.key_sha": hashlib.sha256(b"blob:incoming/a.csv@0x1").hexdigest()[:40],
+                    "retrainer.trigger": "blob",
                     "retrainer.app": "retrainer", "retrainer.pipeline_version": "abc123",
                     "retrainer.blob": "a.csv", "retrainer.etag": "0x1"}
     assert "retrainer.blob" not in policy.run_tags("timer:t@x", "timer", "abc123")
