@@ -24,6 +24,7 @@ REUSED_RUN_PROPERTY = "azureml.reusedrunid"     # on a reused step run: the run 
 # Step runs report "Finished" (the pipeline service's word); run history says "Completed".
 _STATUS_ALIASES = {"Finished": RunStatus.COMPLETED, "Cancelled": RunStatus.CANCELED}
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_ENDPOINT_LIST_MAX = 1000
 
 
 class AzureMLTransientError(ConnectionError):
@@ -86,24 +87,43 @@ class AzureMLBackend:
                                     endpoint=endpoint_name, newly_published=True)
 
     def _find_endpoint(self, name: str) -> Any | None:
+        """The endpoint of that name, disabled ones included, or None.
+
+        Not `PipelineEndpoint.get(name=)`: the pipeline service's client raises ErrorResponseException for
+        any non-200 (azureml/pipeline/core/_restclients/aeva/service_caller.py,
+        get_pipeline_endpoint_by_name_async), and the SDK itself treats any error from `get` as "not
+        found" (pipeline_endpoint.py, PipelineEndpoint.publish), so a 404 is no sure sign of absence.
+        Listing answers "absent" only with a successful reply. `list` reads one page of `max_results`
+        (the BatchSize header, service_caller.py get_all_pipeline_endpoints_async).
+        """
         from azureml.pipeline.core import PipelineEndpoint
-        from msrest.exceptions import HttpOperationError   # the pipeline service's ErrorResponseException
 
-        try:
-            return _retrying(PipelineEndpoint.get, workspace=self._workspace(), name=name)
-        except HttpOperationError as error:
-            if _status_code(error) == 404:
-                return None
-            raise
+        endpoints = _retrying(PipelineEndpoint.list, workspace=self._workspace(), active_only=False,
+                              max_results=_ENDPOINT_LIST_MAX)
+        return next((endpoint for endpoint in endpoints if endpoint.name == name), None)
 
-    def _endpoint(self, name: str) -> Any:
-        if name not in self._endpoints:
-            endpoint = self._find_endpoint(name)
-            if endpoint is None:
-                raise LookupError(f"pipeline endpoint {name!r} does not exist in workspace "
-                                  f"{self._settings.aml_workspace!r}; publish it first (ensure_published)")
-            self._endpoints[name] = endpoint
-        return self._endpoints[name]
+    def _endpoint_and_version(self, ref: PublishedPipelineRef) -> tuple[Any, str]:
+        """The endpoint and its version number of the pipeline in `ref`.
+
+        `PipelineEndpoint.submit` without `pipeline_version` runs whatever is the default when the service
+        gets the call (pipeline_endpoint.py, PipelineEndpoint.submit), so a concurrent publish could swap the
+        pipeline under a run: submit by the version that holds `ref.pipeline_id`. A cached endpoint that
+        does not list it yet (another process published it) is read again once.
+        """
+        for fresh in (False, True):
+            if fresh or ref.endpoint not in self._endpoints:
+                endpoint = self._find_endpoint(ref.endpoint)
+                if endpoint is None:
+                    raise LookupError(f"pipeline endpoint {ref.endpoint!r} does not exist in workspace "
+                                      f"{self._settings.aml_workspace!r}; publish it first (ensure_published)")
+                self._endpoints[ref.endpoint] = endpoint
+            endpoint = self._endpoints[ref.endpoint]
+            version = next((item.version for item in endpoint.pipeline_version_list
+                            if item.pipeline_id == ref.pipeline_id), None)
+            if version is not None:
+                return endpoint, version
+        raise LookupError(f"pipeline endpoint {ref.endpoint!r} holds no published pipeline {ref.pipeline_id}; "
+                          "it was removed since it was published: submit again to publish it")
 
     # ------------------------------------------------------------ runs
 
@@ -114,7 +134,7 @@ class AzureMLBackend:
         key = tags.get(TAG_KEY)
         if not key:
             raise ValueError(f"submit needs the {TAG_KEY!r} tag: without it a retried submit could run twice")
-        endpoint = self._endpoint(ref.endpoint)
+        endpoint, endpoint_version = self._endpoint_and_version(ref)
         pipeline_parameters: dict[str, Any] = dict(parameters)
         pipeline_parameters["input_data"] = DataPath(datastore=self._datastore(),
                                                      path_on_datastore=parameters["input_data"])
@@ -129,7 +149,8 @@ class AzureMLBackend:
                 if found is not None:
                     return found
             attempted = True
-            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters)
+            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters,
+                                   pipeline_version=endpoint_version)
 
         run = _retrying(submit_unless_already_submitted)
         # No SDK v1 submit call takes run tags (Experiment.submit(tags=) also sets them after the run

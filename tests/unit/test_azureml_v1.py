@@ -13,6 +13,7 @@ import requests
 from azureml.core import Experiment, Model, Workspace
 from azureml.data.datapath import DataPath
 from azureml.pipeline.core import Pipeline, PipelineEndpoint, PipelineRun, PublishedPipeline, StepRun
+from azureml.pipeline.core.pipeline_endpoint import PipelineIdVersion
 from azureml.pipeline.core._restclients.aeva import models as aeva_models
 from azureml.pipeline.core._restclients.aeva.models.error_response import ErrorResponseException
 from msrest import Deserializer
@@ -130,8 +131,10 @@ class SDK:
         self.experiment = autospecs["experiment"]
         self.Experiment.return_value = self.experiment
         self.endpoint = autospecs["endpoint"]
+        self.endpoint.name = "diabetes-training"
         self.endpoint.status = "Active"
-        self.PipelineEndpoint.get.return_value = self.endpoint
+        self.endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-1")]
+        self.PipelineEndpoint.list.return_value = [self.endpoint]
         self.Pipeline.return_value = create_autospec(Pipeline, instance=True)
         self.Run.list.return_value = iter([])
         self.Model.list.return_value = []
@@ -197,15 +200,22 @@ def test_workspace_is_looked_up_once_per_backend(sdk):
 
 # ---------------------------------------------------------------- publishing
 
+def endpoint_listing(sdk) -> None:
+    """The one way the adapter looks an endpoint up: a listing with the disabled ones."""
+    sdk.PipelineEndpoint.list.assert_called_once_with(workspace=sdk.workspace, active_only=False, max_results=1000)
+
+
 def test_missing_endpoint_publishes_the_pipeline_and_creates_the_endpoint(sdk, real_version):
-    sdk.PipelineEndpoint.get.side_effect = service_error(404)
+    other = create_autospec(PipelineEndpoint, instance=True)
+    other.name = "another-endpoint"
+    sdk.PipelineEndpoint.list.return_value = [other]
     published = published_pipeline(real_version, "pp-new")
     sdk.Pipeline.return_value.publish.return_value = published
 
     ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
 
     sdk.Datastore.get.assert_called_once_with(sdk.workspace, "training_data")
-    sdk.PipelineEndpoint.get.assert_called_once_with(workspace=sdk.workspace, name="diabetes-training")
+    endpoint_listing(sdk)
     workspace, steps = sdk.Pipeline.call_args.args
     assert workspace is sdk.workspace
     assert [step.name for step in steps] == ["prep", "train"]
@@ -250,7 +260,7 @@ def test_ensure_published_is_cached_per_process(sdk, real_version):
     backend = AzureMLBackend(settings())
 
     assert backend.ensure_published("diabetes_training") == backend.ensure_published("diabetes_training")
-    sdk.PipelineEndpoint.get.assert_called_once()
+    sdk.PipelineEndpoint.list.assert_called_once()
 
 
 def test_disabled_endpoint_is_a_clear_error_naming_the_setting(sdk):
@@ -261,8 +271,33 @@ def test_disabled_endpoint_is_a_clear_error_naming_the_setting(sdk):
     sdk.Pipeline.assert_not_called()
 
 
+def test_endpoint_is_found_by_name_over_a_listing_with_disabled_ones(sdk, real_version):
+    """Issue 7 item 6: `PipelineEndpoint.get` raises ErrorResponseException for any non-200, so the adapter
+    no longer reads an error as "missing": it lists every endpoint (pipeline_endpoint.py, PipelineEndpoint.list)
+    and picks the name; only a successful listing without it means "publish a new one"."""
+    sdk.PipelineEndpoint.get.side_effect = service_error(404)     # would have meant "absent" before
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-1")
+
+    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+    endpoint_listing(sdk)
+    sdk.PipelineEndpoint.get.assert_not_called()
+    sdk.PipelineEndpoint.publish.assert_not_called()
+    assert ref.pipeline_id == "pp-1" and not ref.newly_published
+
+
+def test_disabled_endpoint_found_in_the_listing_is_not_published_over(sdk):
+    disabled = create_autospec(PipelineEndpoint, instance=True)
+    disabled.name, disabled.status = "diabetes-training", "Disabled"
+    sdk.PipelineEndpoint.list.return_value = [disabled]
+
+    with pytest.raises(RuntimeError, match="is Disabled"):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+    sdk.PipelineEndpoint.publish.assert_not_called()
+
+
 def test_endpoint_lookup_error_other_than_not_found_is_raised(sdk):
-    sdk.PipelineEndpoint.get.side_effect = service_error(403)
+    sdk.PipelineEndpoint.list.side_effect = service_error(403)
 
     with pytest.raises(ErrorResponseException):
         AzureMLBackend(settings()).ensure_published("diabetes_training")
@@ -278,7 +313,7 @@ def test_submit_goes_through_the_endpoint_with_a_datapath_on_the_configured_data
     result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                                "diabetes-retraining", TAGS)
 
-    sdk.PipelineEndpoint.get.assert_called_once_with(workspace=sdk.workspace, name="diabetes-training")
+    endpoint_listing(sdk)
     sdk.Datastore.get.assert_called_once_with(sdk.workspace, "training_data")
     sdk.endpoint.submit.assert_called_once()
     call = sdk.endpoint.submit.call_args
@@ -289,6 +324,44 @@ def test_submit_goes_through_the_endpoint_with_a_datapath_on_the_configured_data
     assert data_path.path_on_datastore == "incoming/diabetes.csv"
     assert result.run_id == "pipeline-run-1"
     assert result.url == "https://ml.azure.com/runs/pipeline-run-1"
+
+
+def test_submit_runs_the_ensured_pipeline_not_whatever_is_the_default(sdk):
+    """Issue 7 item 7: without `pipeline_version`, PipelineEndpoint.submit runs the endpoint's default at the
+    time the service gets the call (pipeline_endpoint.py, PipelineEndpoint.submit): a concurrent publish
+    would swap the pipeline under the run. The version that holds the ref's pipeline id is passed."""
+    sdk.endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-1"),
+                                          PipelineIdVersion(version="1", pipeline_id="pp-newer-default")]
+    sdk.endpoint.get_default_version.return_value = "1"
+    sdk.endpoint.submit.return_value = submitted_run()
+
+    AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    assert sdk.endpoint.submit.call_args.kwargs["pipeline_version"] == "0"
+
+
+def test_submit_rereads_a_cached_endpoint_that_does_not_list_the_pipeline_yet(sdk):
+    stale = create_autospec(PipelineEndpoint, instance=True)
+    stale.name, stale.status = "diabetes-training", "Active"
+    stale.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-0")]
+    sdk.endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-0"),
+                                          PipelineIdVersion(version="1", pipeline_id="pp-1")]
+    sdk.endpoint.submit.return_value = submitted_run()
+    sdk.PipelineEndpoint.list.side_effect = [[stale], [sdk.endpoint]]
+    backend = AzureMLBackend(settings())
+
+    backend.submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    stale.submit.assert_not_called()
+    assert sdk.endpoint.submit.call_args.kwargs["pipeline_version"] == "1"
+
+
+def test_submit_of_a_pipeline_the_endpoint_no_longer_holds_is_a_clear_error(sdk):
+    sdk.endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-other")]
+
+    with pytest.raises(LookupError, match="holds no published pipeline pp-1"):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "x.csv"}, "diabetes-retraining", TAGS)
+    sdk.endpoint.submit.assert_not_called()
 
 
 def test_submit_tags_the_run_with_the_key_and_the_pipeline_version(sdk):
@@ -304,9 +377,10 @@ def test_submit_tags_the_run_with_the_key_and_the_pipeline_version(sdk):
 
 
 def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, real_version):
-    sdk.PipelineEndpoint.get.side_effect = service_error(404)
+    sdk.PipelineEndpoint.list.return_value = []
     sdk.Pipeline.return_value.publish.return_value = published_pipeline(real_version, "pp-new")
     new_endpoint = create_autospec(PipelineEndpoint, instance=True)
+    new_endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-new")]
     new_endpoint.submit.return_value = submitted_run()
     sdk.PipelineEndpoint.publish.return_value = new_endpoint
     backend = AzureMLBackend(settings())
@@ -315,7 +389,8 @@ def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, r
     backend.submit(ref, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
 
     new_endpoint.submit.assert_called_once()
-    sdk.PipelineEndpoint.get.assert_called_once()    # the look-up that found nothing; no second one
+    sdk.PipelineEndpoint.list.assert_called_once()    # the look-up that found nothing; no second one
+    assert new_endpoint.submit.call_args.kwargs["pipeline_version"] == "0"
 
 
 def test_submit_without_the_idempotency_tag_is_refused(sdk):
