@@ -13,7 +13,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
-from retrainer.policy import TAG_BLOB, TAG_KEY, TAG_PIPELINE_VERSION, TAG_RUN_ID
+from retrainer.policy import TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
 from retrainer.ports import ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
@@ -131,9 +131,9 @@ class AzureMLBackend:
                tags: Mapping[str, str]) -> RunRef:
         from azureml.data.datapath import DataPath
 
-        key = tags.get(TAG_KEY)
-        if not key:
-            raise ValueError(f"submit needs the {TAG_KEY!r} tag: without it a retried submit could run twice")
+        digest = tags.get(TAG_KEY_HASH)
+        if not digest:
+            raise ValueError(f"submit needs the {TAG_KEY_HASH!r} tag: without it a retried submit could run twice")
         endpoint, endpoint_version = self._endpoint_and_version(ref)
         pipeline_parameters: dict[str, Any] = dict(parameters)
         pipeline_parameters["input_data"] = DataPath(datastore=self._datastore(),
@@ -145,7 +145,7 @@ class AzureMLBackend:
             # A transient error may hide a run the service did create: look for it before submitting again.
             nonlocal attempted
             if attempted:
-                found = self._first_tagged_run(experiment, TAG_KEY, key)
+                found = self._first_tagged_run(experiment, TAG_KEY_HASH, digest)
                 if found is not None:
                     return found
             attempted = True
@@ -166,9 +166,17 @@ class AzureMLBackend:
                       url=run.get_portal_url())
 
     def _first_tagged_run(self, experiment: str, tag_key: str, tag_value: str) -> Any | None:
-        """One look-up, not retried here: callers retry around it."""
+        """One look-up, not retried here: callers retry around it.
+
+        `Run.list(tags={k: v})` writes `(Tags/k eq "v")` with the value unescaped
+        (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals, helpers.py value_to_odata_string), so
+        a value holding `"` would be a query error on every retry: runs are looked up by a digest tag.
+        """
         from azureml.core import Experiment, Run
 
+        if '"' in tag_value:
+            raise ValueError(f"cannot look runs up by {tag_key}={tag_value!r}: Azure ML's tag query does not "
+                             f"escape quotes; look them up by {TAG_KEY_HASH} (policy.key_digest)")
         runs = Run.list(Experiment(self._workspace(), experiment), tags={tag_key: tag_value})
         return next(iter(runs), None)
 
@@ -207,7 +215,7 @@ class AzureMLBackend:
         workspace = self._workspace()
         step_run = _retrying(Run.get, workspace, step.run_id)
         holder = self._output_holder(step_run, _retrying(step_run.get_details))
-        model_tags = {**{k: v for k, v in run.tags.items() if k in (TAG_BLOB, TAG_PIPELINE_VERSION)},
+        model_tags = {**{k: v for k, v in run.tags.items() if k in (TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION)},
                       **tags, TAG_RUN_ID: run.run_id}
         attempted = False
 

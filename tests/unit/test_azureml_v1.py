@@ -19,14 +19,15 @@ from azureml.pipeline.core._restclients.aeva.models.error_response import ErrorR
 from msrest import Deserializer
 
 import retrainer.retry
-from retrainer import pipelines
+from retrainer import pipelines, policy
 from retrainer.adapters.azureml_v1 import AzureMLBackend
 from retrainer.ports import PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
 KEY = "blob:incoming/diabetes.csv@0x8DC1"
-TAGS = {"retrainer.key": KEY, "retrainer.trigger": "blob", "retrainer.app": "retrainer",
-        "retrainer.blob": "incoming/diabetes.csv", "retrainer.etag": "0x8DC1"}
+DIGEST = policy.key_digest(KEY)
+TAGS = {"retrainer.key": KEY, "retrainer.key_sha": DIGEST, "retrainer.trigger": "blob",
+        "retrainer.app": "retrainer", "retrainer.blob": "incoming/diabetes.csv", "retrainer.etag": "0x8DC1"}
 
 
 def settings(**overrides) -> Settings:
@@ -394,7 +395,7 @@ def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, r
 
 
 def test_submit_without_the_idempotency_tag_is_refused(sdk):
-    with pytest.raises(ValueError, match="retrainer.key"):
+    with pytest.raises(ValueError, match="retrainer.key_sha"):
         AzureMLBackend(settings()).submit(REF, {"input_data": "x.csv"}, "diabetes-retraining",
                                           {"retrainer.trigger": "manual"})
     sdk.endpoint.submit.assert_not_called()
@@ -410,7 +411,7 @@ def test_transient_submit_error_with_a_run_already_tagged_does_not_submit_again(
 
     sdk.endpoint.submit.assert_called_once()
     sdk.Experiment.assert_called_with(sdk.workspace, "diabetes-retraining")
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
     assert result.run_id == "pipeline-run-created"
 
 
@@ -422,7 +423,7 @@ def test_transient_submit_error_with_no_run_submits_once_more(sdk):
                                                "diabetes-retraining", TAGS)
 
     assert sdk.endpoint.submit.call_count == 2
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
     assert result.run_id == "pipeline-run-2"
     run.set_tags.assert_called_once()
 
@@ -455,15 +456,43 @@ def test_find_run_looks_up_the_tag_in_the_configured_experiment(sdk):
     run.get_tags.return_value = dict(TAGS)
     sdk.Run.list.return_value = iter([run])
 
-    found = AzureMLBackend(settings()).find_run("retrainer.key", KEY)
+    found = AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST)
 
     sdk.Experiment.assert_called_once_with(sdk.workspace, "diabetes-retraining")
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key": KEY})
+    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
     assert found.run_id == "pipeline-run-7" and found.tags == TAGS
 
 
+QUOTED_KEY = 'manual:retrain "nightly", 2026'       # an Idempotency-Key a client may send
+
+
+def sdk_run_filter(sdk) -> str:
+    """The OData filter the SDK builds offline from the tags the adapter passed to Run.list."""
+    from azureml._restclient._odata.runs import get_filter_run_tag_equals
+
+    return get_filter_run_tag_equals(sdk.Run.list.call_args.kwargs["tags"])
+
+
+def test_a_key_with_a_quote_is_looked_up_by_its_digest(sdk):
+    """Issue 7 item 5: the SDK writes a tag query's value into OData unescaped
+    (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals), so the value sent is the key's digest."""
+    digest = policy.key_digest(QUOTED_KEY)
+    tags = policy.run_tags(QUOTED_KEY, "manual", "v-hash")
+    sdk.endpoint.submit.side_effect = [service_error(503), submitted_run("pipeline-run-3")]
+
+    AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", tags)
+
+    assert sdk_run_filter(sdk) == f'(Tags/retrainer.key_sha eq "{digest}")'
+
+
+def test_a_run_tag_query_with_a_quote_is_refused_before_any_call(sdk):
+    with pytest.raises(ValueError, match="retrainer.key_sha"):
+        AzureMLBackend(settings()).find_run("retrainer.key", QUOTED_KEY)
+    sdk.Run.list.assert_not_called()
+
+
 def test_find_run_without_a_match_is_none(sdk):
-    assert AzureMLBackend(settings()).find_run("retrainer.key", KEY) is None
+    assert AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST) is None
 
 
 def test_get_run_maps_the_pipeline_run_and_its_steps(sdk):
@@ -553,7 +582,8 @@ def test_register_model_downloads_from_the_model_step_and_registers_with_lineage
     assert call.kwargs["model_name"] == "diabetes_model"
     assert Path(call.kwargs["model_path"]).name == "diabetes_model.pkl"
     assert seen["content"] == b"model"
-    assert call.kwargs["tags"] == {"retrainer.key": KEY, "retrainer.run_id": "pipeline-run-1",
+    assert call.kwargs["tags"] == {"retrainer.key": KEY, "retrainer.key_sha": DIGEST,
+                                   "retrainer.run_id": "pipeline-run-1",
                                    "retrainer.blob": "incoming/diabetes.csv", "retrainer.pipeline_version": "v-hash"}
     assert call.kwargs["properties"] == {"AUC": "0.88", "Accuracy": "0.8"}
     assert ref.name == "diabetes_model" and ref.version == 4 and ref.run_id == "pipeline-run-1"
