@@ -6,7 +6,9 @@ order, so each effect is guarded:
 - a submit is preceded by `find_run` on the key tag, so a retry after a crash never makes a second run;
 - registration looks for a model version of the run first;
 - a notification id is derived from (key, type), and the row records whether it went out, so a resend
-  after a crash carries the same id.
+  after a crash carries the same id;
+- a claim, a finish and a send are leases in the row: one invocation at a time does each, a failing one
+  gives its lease back so the retry works at once, and one that died is replaced after the lease.
 """
 from __future__ import annotations
 
@@ -73,10 +75,8 @@ def data_arrived(deps: Deps, container: str, name: str, trigger: str = "blob") -
     except FileNotFoundError:
         return _done(Action.IGNORED, None, f"blob {container}/{name} no longer exists")
     key = policy.blob_key(container, name, info.etag)
-    taken = _take(deps, key, "blob", _file_fields(info, trigger))
-    if isinstance(taken, Outcome):
-        return taken
-    return _validate_and_submit(deps, taken, info, trigger)
+    return _with_claim(deps, key, "blob", _file_fields(info, trigger),
+                       lambda entry: _validate_and_submit(deps, entry, info, trigger))
 
 
 def retrain_requested(deps: Deps, data_path: str, request_id: str | None = None) -> Outcome:
@@ -103,15 +103,14 @@ def _requested(deps: Deps, key: str, container: str, path: str) -> Outcome:
     listed = deps.blobs.list(container, path)
     info = next((b for b in listed if b.name == path), None)
     if info is not None:
-        taken = _take(deps, key, "manual", _file_fields(info, "manual"))
-        return taken if isinstance(taken, Outcome) else _validate_and_submit(deps, taken, info, "manual")
+        return _with_claim(deps, key, "manual", _file_fields(info, "manual"),
+                           lambda entry: _validate_and_submit(deps, entry, info, "manual"))
     files = [b for b in listed if b.name.startswith(path + "/") and b.size > 0]
     if not files:
         return _done(Action.REJECTED, None, f"no data at {container}/{path}: give an existing blob or a folder "
                      "holding CSV files", reason_code="not_found")
-    taken = _take(deps, key, "manual", {"trigger": "manual", "container": container, "data_path": path,
-                                        "files": len(files)})
-    return taken if isinstance(taken, Outcome) else _submit(deps, taken, path, "manual")
+    return _with_claim(deps, key, "manual", {"trigger": "manual", "container": container, "data_path": path,
+                                             "files": len(files)}, lambda entry: _submit(deps, entry, path, "manual"))
 
 
 def _file_fields(info: BlobInfo, trigger: str) -> dict[str, Any]:
@@ -134,7 +133,7 @@ def _reject_data(deps: Deps, entry: LedgerEntry, info: BlobInfo, rejection: Reje
     quarantined = deps.blobs.quarantine(info.container, info.name, rejection.message)
     final = _transition(deps, entry, State.REJECTED, {
         "reason_code": rejection.reason_code, "reason": rejection.message, "quarantine": quarantined,
-        **_pending_notification(entry.key, DATA_REJECTED)})
+        **_pending_notification(deps, entry.key, DATA_REJECTED)})
     if final is None:
         return _settled_elsewhere(deps, entry.key)
     _send_notification(deps, final)
@@ -164,12 +163,14 @@ def _submit(deps: Deps, entry: LedgerEntry, data_path: str, trigger: str, *, blo
 def retrain_due(deps: Deps, schedule_name: str, scheduled_time: datetime, past_due: bool = False) -> Outcome:
     """A schedule came due: retrain on the dataset folder when it holds data newer than the last training.
     The key is the scheduled time, so a tick delivered again (past-due, restart) counts once."""
-    settings = deps.settings
     key = policy.timer_key(schedule_name, scheduled_time)
-    taken = _take(deps, key, "timer", {"trigger": "timer", "schedule": schedule_name,
-                                       "scheduled_time": scheduled_time, "past_due": past_due})
-    if isinstance(taken, Outcome):
-        return taken
+    return _with_claim(deps, key, "timer", {"trigger": "timer", "schedule": schedule_name,
+                                            "scheduled_time": scheduled_time, "past_due": past_due},
+                       lambda entry: _retrain_if_new_data(deps, entry))
+
+
+def _retrain_if_new_data(deps: Deps, taken: LedgerEntry) -> Outcome:
+    settings, key = deps.settings, taken.key
     folder = settings.dataset_prefix.rstrip("/")
     files = deps.blobs.list(settings.incoming_container, settings.dataset_prefix)
     newest = policy.newest_data(files)
@@ -237,7 +238,7 @@ def _finish(deps: Deps, entry: LedgerEntry, run_id: str, info: RunInfo | None = 
     for _ in range(MAX_ATTEMPTS):
         if entry.state in State.FINAL:
             return _duplicate(deps, entry)
-        held = _finishing_lease(deps, entry)
+        held = _lease_held(deps, entry.fields.get("finishing_since"))
         if held:
             return _done(Action.DUPLICATE, entry.key, f"run {run_id} is being finished by another worker "
                          f"since {held.isoformat()}")
@@ -253,7 +254,7 @@ def _finish(deps: Deps, entry: LedgerEntry, run_id: str, info: RunInfo | None = 
     try:
         info = info or deps.backend.get_run(run_id)
         if info.status not in RunStatus.TERMINAL:
-            _release_lease(deps, entry)
+            _release(deps, entry, {"finishing_since": None})
             return _done(Action.RUNNING, entry.key, f"run {run_id} is {info.status} per the backend; waiting")
         if info.status == RunStatus.COMPLETED:
             decided, fields, message = _decide_model(deps, entry, info)
@@ -261,10 +262,10 @@ def _finish(deps: Deps, entry: LedgerEntry, run_id: str, info: RunInfo | None = 
             decided, fields, message = _run_failed(info)
     except BaseException:
         # Give the row back, so the event's redelivery is not taken for a worker still finishing it.
-        _release_lease(deps, entry)
+        _release(deps, entry, {"finishing_since": None})
         raise
     final = _settle(deps, entry, decided, {"finishing_since": None, "run_status": info.status, **fields,
-                                           **_pending_notification(entry.key, _NOTIFICATION[decided])})
+                                           **_pending_notification(deps, entry.key, _NOTIFICATION[decided])})
     if final is None:
         return _settled_elsewhere(deps, entry.key)
     if decided != State.FAILED and entry.kind == "timer" and isinstance(entry.fields.get("data_newest"), datetime):
@@ -320,16 +321,16 @@ def _metric_text(value: Any) -> str:
     return repr(number) if number is not None else str(value)
 
 
-def _release_lease(deps: Deps, entry: LedgerEntry) -> None:
+def _release(deps: Deps, entry: LedgerEntry, fields: Mapping[str, Any]) -> None:
+    """Give back a lease this invocation holds on `entry` (as read when it took it) by writing `fields`."""
     try:
-        deps.ledger.update(entry, entry.state, {"finishing_since": None})
+        deps.ledger.update(entry, entry.state, fields)
     except ConcurrencyError:
         pass    # the row moved on; the lease simply expires
 
 
-def _finishing_lease(deps: Deps, entry: LedgerEntry) -> datetime | None:
-    """When another worker holds the finishing lease of this row, since when."""
-    since = entry.fields.get("finishing_since")
+def _lease_held(deps: Deps, since: Any) -> datetime | None:
+    """When a lease taken at `since` (a row's finishing or sending lease) is still held, since when."""
     if isinstance(since, datetime) and deps.clock() - since < timedelta(minutes=deps.settings.claim_lease_minutes):
         return since
     return None
@@ -338,13 +339,17 @@ def _finishing_lease(deps: Deps, entry: LedgerEntry) -> datetime | None:
 # ---------------------------------------------------------------- reconcile
 
 def reconcile(deps: Deps) -> Iterator[Outcome]:
-    """Finish rows whose run ended without an event reaching us, and close claims whose holder died."""
+    """Finish rows whose run ended without an event reaching us, close claims whose holder died, and send
+    the notifications of final rows whose sender died: every row left behind past its bound."""
     settings, now = deps.settings, deps.clock()
+    lease = timedelta(minutes=settings.claim_lease_minutes)
     for entry in deps.ledger.list_in_state(State.SUBMITTED, now - timedelta(minutes=settings.run_deadline_minutes)):
         yield _guarded(entry, lambda e=entry: _reconcile_submitted(deps, e))
-    for entry in deps.ledger.list_in_state(State.CLAIMED, now - timedelta(minutes=settings.claim_lease_minutes)):
+    for entry in deps.ledger.list_in_state(State.CLAIMED, now - lease):
         if policy.claim_is_stale(entry, now, settings.claim_lease_minutes):
             yield _guarded(entry, lambda e=entry: _reconcile_claimed(deps, e))
+    for entry in deps.ledger.list_unnotified(now - lease):
+        yield _guarded(entry, lambda e=entry: _duplicate(deps, e))
 
 
 def _guarded(entry: LedgerEntry, work: Callable[[], Outcome]) -> Outcome:
@@ -409,6 +414,21 @@ def lineage_record(entry: LedgerEntry) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- claims and transitions
 
+def _with_claim(deps: Deps, key: str, kind: str, fields: Mapping[str, Any],
+                work: Callable[[LedgerEntry], Outcome]) -> Outcome:
+    """Claim `key` and do `work` on the claimed row. When the work fails, the claim is given back, so the
+    host's retry of this invocation (a queue redelivery) does the work at once instead of meeting
+    "already claimed" and waiting out the lease."""
+    taken = _take(deps, key, kind, fields)
+    if isinstance(taken, Outcome):
+        return taken
+    try:
+        return work(taken)
+    except BaseException:
+        _release(deps, taken, {"released_at": deps.clock()})
+        raise
+
+
 def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerEntry | Outcome:
     """Own `key` (a row in CLAIMED this caller may work on), or the Outcome that ends the call."""
     claim = deps.ledger.claim(key, kind, fields)
@@ -417,7 +437,7 @@ def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerE
     entry = claim.entry
     if not policy.claim_is_stale(entry, deps.clock(), deps.settings.claim_lease_minutes):
         return _duplicate(deps, entry)
-    # The holder died. If it got as far as submitting, record its run; otherwise retake the key.
+    # The holder died or gave the claim back. If it got as far as submitting, record its run; otherwise retake the key.
     run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(key))
     if run is not None:
         recorded = _transition(deps, entry, State.SUBMITTED, {
@@ -428,7 +448,8 @@ def _take(deps: Deps, key: str, kind: str, fields: Mapping[str, Any]) -> LedgerE
         return _done(Action.SUBMITTED, key, f"recovered run {run.run_id} of a claim whose holder died",
                      run_id=run.run_id, recovered=True)
     try:
-        retaken = deps.ledger.update(entry, State.CLAIMED, {**fields, "retaken_at": deps.clock()})
+        retaken = deps.ledger.update(entry, State.CLAIMED, {**fields, "retaken_at": deps.clock(),
+                                                            "released_at": None})
     except ConcurrencyError:
         return _settled_elsewhere(deps, key)
     log.info("retook stale claim %s (no run carries it)", key)
@@ -469,9 +490,10 @@ def _reread(deps: Deps, entry: LedgerEntry) -> LedgerEntry:
 
 
 def _duplicate(deps: Deps, entry: LedgerEntry) -> Outcome:
-    """The key was handled (or is being handled): no new effect, but finish a notification a crash cut off."""
+    """The key was handled (or is being handled): no new effect, but finish a notification whose sender
+    failed or died (never one another invocation is still sending)."""
     if entry.state in State.FINAL and entry.fields.get("notified") is False:
-        _send_notification(deps, entry)
+        _resend(deps, entry)
     return _done(Action.DUPLICATE, entry.key, f"already {entry.state}", state=entry.state,
                  run_id=entry.fields.get("run_id"))
 
@@ -484,17 +506,38 @@ def _settled_elsewhere(deps: Deps, key: str) -> Outcome:
 
 # ---------------------------------------------------------------- notifications and logging
 
-def _pending_notification(key: str, event_type: str) -> dict[str, Any]:
+def _pending_notification(deps: Deps, key: str, event_type: str) -> dict[str, Any]:
+    """The fields of a final write: the notification to send and the send lease of the writer, so no
+    duplicate sends it while the writer does."""
     return {"notification_type": event_type, "notification_id": policy.notification_id(key, event_type),
-            "notified": False}
+            "notified": False, "sending_since": deps.clock()}
+
+
+def _resend(deps: Deps, entry: LedgerEntry) -> None:
+    """Send a pending notification whose send lease is free (its sender failed, or died and the lease ended)."""
+    held = _lease_held(deps, entry.fields.get("sending_since"))
+    if held:
+        log.info("notification for %s is being sent by another invocation since %s", entry.key, held.isoformat())
+        return
+    try:
+        entry = deps.ledger.update(entry, entry.state, {"sending_since": deps.clock()})
+    except ConcurrencyError:
+        return      # another invocation took the send lease (or sent it) first
+    _send_notification(deps, entry)
 
 
 def _send_notification(deps: Deps, entry: LedgerEntry) -> None:
-    """Publish the row's pending notification, then mark it sent (a crash between resends the same id)."""
+    """Publish the row's pending notification under the send lease `entry` holds, then mark it sent.
+    A failed publish gives the lease back: its outcome is unknown, so the retry sends the same id again."""
     event_type, event_id = entry.fields["notification_type"], entry.fields["notification_id"]
-    deps.notifier.publish(event_id, event_type, entry.key, lineage_record(entry))
     try:
-        deps.ledger.update(entry, entry.state, {"notified": True, "notified_at": deps.clock()})
+        deps.notifier.publish(event_id, event_type, entry.key, lineage_record(entry))
+    except BaseException:
+        _release(deps, entry, {"sending_since": None})
+        raise
+    try:
+        deps.ledger.update(entry, entry.state, {"notified": True, "notified_at": deps.clock(),
+                                                "sending_since": None})
     except ConcurrencyError:
         log.info("notification %s for %s sent; its row changed meanwhile, left unmarked", event_type, entry.key)
 

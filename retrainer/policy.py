@@ -148,8 +148,10 @@ def metric_value(raw: Any) -> float | None:
 # ---------------------------------------------------------------- leases and watermarks
 
 def claim_is_stale(entry: LedgerEntry, now: datetime, lease_minutes: int) -> bool:
-    """A CLAIMED row whose holder has had the lease and not moved on: presumed dead."""
-    return entry.state == State.CLAIMED and now - entry.updated >= timedelta(minutes=lease_minutes)
+    """A CLAIMED row whose holder gave it back (its work failed) or has had the lease and not moved on
+    (presumed dead): the next caller may take it over."""
+    return entry.state == State.CLAIMED and ("released_at" in entry.fields
+                                             or now - entry.updated >= timedelta(minutes=lease_minutes))
 
 
 def newest_data(blobs: Iterable[BlobInfo]) -> datetime | None:

@@ -170,11 +170,16 @@ class Ledger(Protocol):
     def get(self, key: str) -> LedgerEntry | None: ...
 
     def update(self, entry: LedgerEntry, state: str, fields: Mapping[str, Any]) -> LedgerEntry:
-        """Set state and merge fields, only if the row still has `entry.etag`; else ConcurrencyError."""
+        """Set state and merge fields, only if the row still has `entry.etag`; else ConcurrencyError.
+        A write that landed is this caller's even when its response was lost and the retry met the new
+        ETag: the adapter recognises its own write (a write id in the row) and returns the row."""
 
     def find_by_run(self, run_id: str) -> LedgerEntry | None: ...
 
     def list_in_state(self, state: str, updated_before: datetime) -> list[LedgerEntry]: ...
+
+    def list_unnotified(self, updated_before: datetime) -> list[LedgerEntry]:
+        """Rows whose notification is pending (`notified` is False), last written before `updated_before`."""
 
     def recent(self, limit: int) -> list[LedgerEntry]:
         """Newest first."""

@@ -9,8 +9,9 @@ Layout: every row lives in one partition, so a claim can be one entity-group tra
   rows in RowKey order and has no ORDER BY, so its RowKey is "new-" + (a large number - the creation
   time in microseconds): `recent(n)` reads the first n index rows, then those n key rows.
 
-Every service call goes through `Retry`; the SDK's own retries are off. A claim carries a random token so
-that a retried insert whose first attempt did land (the response was lost) still reports the win.
+Every service call goes through `Retry`; the SDK's own retries are off. A claim and every update carry a
+random token (`claim_token`, `write_token`), so that a retried write whose first attempt did land (the
+response was lost, the retry met the row's new ETag) is recognised as the caller's own and reported done.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 # Properties the ledger itself uses; a lineage field may not take these names.
 _OWN = frozenset({"PartitionKey", "RowKey", "Timestamp", "key", "kind", "state", "created", "updated",
-                  "claim_token", "json_fields"})
+                  "claim_token", "write_token", "json_fields"})
 _PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 
@@ -88,11 +89,16 @@ class TableLedger:
         if entry.etag is None:
             raise ValueError(f"ledger entry {entry.key!r} has no etag: update an entry read from the ledger")
         self._ensure_table()
-        row = _encode(entry.key, entry.kind, state, entry.created, _now(), {**entry.fields, **fields})
+        token = uuid.uuid4().hex
+        row = _encode(entry.key, entry.kind, state, entry.created, _now(), {**entry.fields, **fields}) | {
+            "write_token": token}
         try:
             result = self._retry(self._table.update_entity, row, mode=UpdateMode.REPLACE, etag=entry.etag,
                                  match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as error:
+            stored = self._read(row["RowKey"])
+            if stored is not None and stored.get("write_token") == token:   # ours landed; its answer was lost
+                return _decode(stored, stored.metadata["etag"])
             raise ConcurrencyError(f"ledger row {entry.key!r} changed since it was read") from error
         return _decode(row, result["etag"])
 
@@ -104,6 +110,11 @@ class TableLedger:
 
     def list_in_state(self, state: str, updated_before: datetime) -> list[LedgerEntry]:
         rows = self._query("state eq @state and updated lt @before", state=state,
+                           before=_utc(updated_before, "updated_before"))
+        return [_decode(row, row.metadata["etag"]) for row in rows]
+
+    def list_unnotified(self, updated_before: datetime) -> list[LedgerEntry]:
+        rows = self._query("notified eq @pending and updated lt @before", pending=False,
                            before=_utc(updated_before, "updated_before"))
         return [_decode(row, row.metadata["etag"]) for row in rows]
 

@@ -67,6 +67,9 @@ class FakeLedger:
     def list_in_state(self, state: str, updated_before: datetime) -> list[LedgerEntry]:
         return [e for e in self._rows.values() if e.state == state and e.updated < updated_before]
 
+    def list_unnotified(self, updated_before: datetime) -> list[LedgerEntry]:
+        return [e for e in self._rows.values() if e.fields.get("notified") is False and e.updated < updated_before]
+
     def recent(self, limit: int) -> list[LedgerEntry]:
         return [self._rows[k] for k in reversed(self._order)][:limit]
 

@@ -157,14 +157,30 @@ def test_a_submit_retried_after_a_crash_finds_the_run_instead_of_submitting_agai
         arrive(deps)                       # the run exists, the ledger never heard of it
     deps.backend.fail_submit_after_run = False
 
-    within_lease = handlers.data_arrived(deps, "incoming", "diabetes.csv")
-    deps.clock.advance(minutes=11)
-    after_lease = handlers.data_arrived(deps, "incoming", "diabetes.csv")
+    retried = handlers.data_arrived(deps, "incoming", "diabetes.csv")    # the host retries at once
 
-    assert within_lease.action == Action.DUPLICATE
-    assert after_lease.action == Action.SUBMITTED and after_lease.detail["recovered"] is True
+    assert retried.action == Action.SUBMITTED and retried.detail["recovered"] is True
     assert len(deps.backend.submissions) == 1
-    assert deps.ledger.get(after_lease.key).fields["run_id"] == after_lease.detail["run_id"]
+    assert deps.ledger.get(retried.key).fields["run_id"] == retried.detail["run_id"]
+
+
+def test_a_failed_invocation_gives_its_claim_back_so_its_retry_works_at_once(deps, monkeypatch):
+    healthy = deps.backend.ensure_published
+
+    def unreachable(name):
+        raise ConnectionError("the workspace did not answer")
+
+    monkeypatch.setattr(deps.backend, "ensure_published", unreachable)
+    with pytest.raises(ConnectionError):
+        arrive(deps)
+    monkeypatch.setattr(deps.backend, "ensure_published", healthy)
+
+    retried = handlers.data_arrived(deps, "incoming", "diabetes.csv")
+
+    assert retried.action == Action.SUBMITTED
+    assert len(deps.backend.submissions) == 1
+    assert "released_at" not in deps.ledger.get(retried.key).fields
+    assert handlers.data_arrived(deps, "incoming", "diabetes.csv").action == Action.DUPLICATE
 
 
 # ---------------------------------------------------------------- run finished
@@ -328,13 +344,19 @@ def test_an_event_of_another_run_carrying_the_key_is_ignored(deps):
     assert deps.ledger.get(key).state == State.SUBMITTED
 
 
-def test_a_notification_lost_in_a_crash_is_sent_on_redelivery_with_the_same_id(deps):
+def finished_but_unsent(deps):
+    """A registered run whose notification failed to go out."""
     key, run_id = submitted(deps)
     deps.backend.finish(run_id, metrics={"AUC": 0.9})
     deps.notifier.fail = True
     with pytest.raises(ConnectionError):
         handlers.run_finished(deps, run_event(run_id, key))
     deps.notifier.fail = False
+    return key, run_id
+
+
+def test_a_notification_lost_in_a_crash_is_sent_on_redelivery_with_the_same_id(deps):
+    key, run_id = finished_but_unsent(deps)
 
     outcome = handlers.run_finished(deps, run_event(run_id, key))
 
@@ -343,6 +365,49 @@ def test_a_notification_lost_in_a_crash_is_sent_on_redelivery_with_the_same_id(d
     assert event_id == policy.notification_id(key, event_type)
     assert deps.ledger.get(key).fields["notified"] is True
     assert len(deps.backend.models["diabetes_model"]) == 1
+
+
+class DuplicateMidSend(FakeNotifier):
+    """A duplicate of the run event is handled while the first invocation is sending its notification."""
+
+    def __init__(self, deps, event):
+        super().__init__()
+        self.deps, self.event, self.duplicates = deps, event, []
+
+    def publish(self, event_id, event_type, subject, data):
+        if not self.duplicates:
+            self.duplicates.append(handlers.run_finished(self.deps, self.event))
+        super().publish(event_id, event_type, subject, data)
+
+
+def test_a_duplicate_arriving_mid_send_does_not_send_the_notification_again(deps):
+    key, run_id = submitted(deps)
+    deps.backend.finish(run_id, metrics={"AUC": 0.9})
+    deps.notifier = DuplicateMidSend(deps, run_event(run_id, key))
+
+    outcome = handlers.run_finished(deps, run_event(run_id, key))
+
+    assert outcome.action == Action.REGISTERED
+    assert [d.action for d in deps.notifier.duplicates] == [Action.DUPLICATE]
+    assert len(deps.notifier.published) == 1
+    assert deps.ledger.get(key).fields["notified"] is True
+
+
+def test_a_notification_whose_sender_died_is_sent_by_reconcile_after_the_lease(deps):
+    key, run_id = finished_but_unsent(deps)
+    deps.ledger.touch(key, sending_since=deps.clock())   # killed mid-send: nothing gave the send lease back
+    sender = deps.notifier
+
+    assert handlers.run_finished(deps, run_event(run_id, key)).action == Action.DUPLICATE
+    assert list(handlers.reconcile(deps)) == [] and sender.published == [], "the lease is still held"
+    deps.clock.advance(minutes=11)
+    swept = list(handlers.reconcile(deps))
+
+    assert [o.key for o in swept] == [key]
+    [(event_id, event_type, _, _)] = sender.published
+    assert (event_id, event_type) == (policy.notification_id(key, event_type), handlers.MODEL_REGISTERED)
+    assert deps.ledger.get(key).fields["notified"] is True
+    assert list(handlers.reconcile(deps)) == []
 
 
 def test_a_run_being_finished_by_another_worker_is_left_to_it(deps):
