@@ -4,6 +4,8 @@
 - blob triggers: container scans every DEVHOST_POLL_INTERVAL s, receipts under azure-webjobs-hosts/blobreceipts,
   poison after host.json poisonBlobThreshold failures (queue webjobs-blobtrigger-poison); with
   source="EventGrid" also POST /runtime/webhooks/blobs?functionName=NAME;
+- queue triggers: Azurite queues polled as host.json extensions.queues says (visibility timeout, dequeue count,
+  `<queue>-poison`); queue output bindings (func.Out) write base64 messages;
 - timer triggers: NCRONTAB in UTC, status blobs azure-webjobs-hosts/timers/<hostId>/<functionId>/status;
 - Event Grid triggers: POST /runtime/webhooks/eventgrid?functionName=NAME (header aeg-event-type);
 - HTTP triggers: /api/<route>; POST /admin/functions/<name> with body {"input": "..."} runs any other function;

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-TRIGGERS = ("blobTrigger", "timerTrigger", "eventGridTrigger", "httpTrigger")
+TRIGGERS = ("blobTrigger", "timerTrigger", "eventGridTrigger", "httpTrigger", "queueTrigger")
 _SETTING = re.compile(r"%([^%]+)%")
+QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
 
 class AppLoadError(RuntimeError):
@@ -20,10 +21,20 @@ class AppLoadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class QueueOutput:
+    """A queue output binding (`@app.queue_output`): the argument that receives a func.Out, the queue (%SETTING%
+    resolved, lower-cased and validated as the extension does) and the connection setting."""
+    name: str
+    queue_name: str
+    connection: str | None
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     trigger: Mapping[str, Any]          # the trigger binding as function.json has it, %SETTINGS% resolved
     user_function: Callable[..., Any]
+    outputs: tuple[QueueOutput, ...] = ()
 
     @property
     def trigger_type(self) -> str:
@@ -75,30 +86,50 @@ def _describe(function: Any, environ: Mapping[str, str]) -> FunctionSpec:
     if trigger["type"] not in TRIGGERS:
         raise AppLoadError(f"function {name!r}: the dev host does not serve {trigger['type']} "
                            f"(it serves {', '.join(TRIGGERS)})")
-    others = [b for b in bindings if b is not trigger and not (b["type"] == "http" and b["name"] == "$return")]
-    if others:
-        raise AppLoadError(f"function {name!r}: binding {others[0]['name']!r} of type {others[0]['type']} "
-                           "is not served by the dev host")
+    where = f"function {name!r}"
+    outputs = []
+    for binding in bindings:
+        if binding is trigger or (binding["type"] == "http" and binding["name"] == "$return"):
+            continue
+        if binding["type"] != "queue" or str(binding.get("direction", "")).lower() != "out":
+            raise AppLoadError(f"{where}: binding {binding['name']!r} of type {binding['type']} "
+                               "is not served by the dev host (it serves queue output bindings)")
+        outputs.append(QueueOutput(binding["name"], queue_name(resolve(binding["queueName"], environ, where), f"{where} queue output"),
+                                   binding.get("connection")))
     user_function = function.get_user_function()
     parameters = inspect.signature(user_function).parameters
-    unbound = [p for p in parameters if p != trigger["name"]]
-    if unbound or trigger["name"] not in parameters:
-        raise AppLoadError(f"function {name!r}: its parameters {list(parameters)} must be just the trigger "
-                           f"argument {trigger['name']!r}")
-    resolved = {key: resolve(value, environ, f"function {name!r}") if isinstance(value, str) else value
+    expected = [trigger["name"], *(o.name for o in outputs)]
+    if sorted(parameters) != sorted(expected):
+        raise AppLoadError(f"{where}: its parameters {list(parameters)} must be the binding arguments {expected}")
+    resolved = {key: resolve(value, environ, where) if isinstance(value, str) else value
                 for key, value in trigger.items()}
-    return FunctionSpec(name=name, trigger=resolved, user_function=user_function)
+    return FunctionSpec(name=name, trigger=resolved, user_function=user_function, outputs=tuple(outputs))
 
 
 def storage_connection(spec: FunctionSpec, environ: Mapping[str, str] | None = None) -> str:
-    """The connection string named by a blob trigger's `connection` (the host also tries AzureWebJobs<name>)."""
+    """The connection string named by a trigger's `connection`."""
+    return connection_string(spec.trigger.get("connection") or "AzureWebJobsStorage", environ,
+                             f"function {spec.name!r}")
+
+
+def connection_string(setting: str, environ: Mapping[str, str] | None, where: str) -> str:
+    """The value of a connection setting (the host also tries AzureWebJobs<name>)."""
     environ = os.environ if environ is None else environ
-    setting = spec.trigger.get("connection") or "AzureWebJobsStorage"
     value = environ.get(setting) or environ.get(f"AzureWebJobs{setting}")
     if not value:
-        raise AppLoadError(f"function {spec.name!r}: connection setting {setting!r} is not set; the dev host "
-                           "needs a storage connection string there")
+        raise AppLoadError(f"{where}: connection setting {setting!r} is not set; the dev host needs a storage "
+                           "connection string there")
     return value
+
+
+def queue_name(name: str, where: str) -> str:
+    """Lower-cased as the queue extension does (QueuesExtensionConfigProvider.NormalizeQueueName), then the
+    Storage rules: 3-63 characters, letters, digits and single hyphens, a letter or digit at both ends."""
+    lowered = name.lower()
+    if not QUEUE_NAME.fullmatch(lowered):
+        raise AppLoadError(f"{where}: {name!r} is not a valid queue name (3-63 lowercase letters, digits and "
+                           "single hyphens, starting and ending with a letter or digit)")
+    return lowered
 
 
 def resolve(value: str, environ: Mapping[str, str], where: str) -> str:

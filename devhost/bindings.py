@@ -1,5 +1,5 @@
-"""Build the azure.functions input objects the Python worker would pass, and run invocations on a
-bounded thread pool, logging each one: function, trigger, duration, outcome."""
+"""Build the azure.functions input objects the Python worker would pass, run invocations on a bounded thread
+pool (writing their output bindings when they succeed), and log each one: function, trigger, duration, outcome."""
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +18,7 @@ from azure.functions.blob import InputStream
 from azure.functions.timer import TimerRequest
 
 from devhost.app_loader import FunctionSpec
+from devhost.queues import QueueOutputs
 
 log = logging.getLogger("devhost")
 
@@ -29,9 +30,24 @@ class Outcome:
     error: str | None = None
 
 
+class Out(func.Out):
+    """The worker's func.Out (azure_functions_worker/bindings/out.py): holds what the function set."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
 class Invoker:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, outputs: QueueOutputs) -> None:
+        """`outputs` writes the functions' queue output bindings."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invocation")
+        self._outputs = outputs
 
     def submit(self, spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> "Future[Outcome]":
         """Run the function on the pool; `argument` builds its input there (e.g. downloads the blob)."""
@@ -42,14 +58,18 @@ class Invoker:
         start, as the Functions host does)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    @staticmethod
-    def _invoke(spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> Outcome:
+    def _invoke(self, spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> Outcome:
         invocation = uuid.uuid4().hex[:8]
         started = time.perf_counter()
         try:
-            result = spec.user_function(**{spec.trigger["name"]: argument()})
+            outs = {binding.name: Out() for binding in spec.outputs}
+            result = spec.user_function(**{spec.trigger["name"]: argument()}, **outs)
             if inspect.isawaitable(result):
                 result = asyncio.run(result)
+            # Outputs are bound only after the function returned (WorkerFunctionInvoker.BindOutputsAsync);
+            # a failed write fails the invocation.
+            for binding in spec.outputs:
+                self._outputs.write(binding, outs[binding.name].get())
             outcome = Outcome(succeeded=True, result=result)
         except Exception as error:  # the host reports any failure of user code, then carries on
             log.exception("function=%s invocation=%s raised", spec.name, invocation)

@@ -23,6 +23,7 @@ from devhost.app_loader import AppLoadError, FunctionSpec, load_functions
 from devhost.bindings import Invoker
 from devhost.blob_poller import BlobTriggers
 from devhost.ncrontab import ScheduleError
+from devhost.queues import QueueOutputs, QueueTriggers
 from devhost.server import Endpoints
 from devhost.settings import HostJson, HostSettings, HostSettingsError, load_local_settings
 from devhost.timers import Timers
@@ -47,6 +48,7 @@ class DevHost:
         self._server_thread: threading.Thread | None = None
         self._invoker: Invoker | None = None
         self._blob_triggers: BlobTriggers | None = None
+        self._queue_triggers: QueueTriggers | None = None
         self._timers: Timers | None = None
         self._endpoints: Endpoints | None = None
         self._replaced_settings: dict[str, str | None] = {}
@@ -75,7 +77,9 @@ class DevHost:
             self._start_azurite(settings)
         host_json = HostJson.read(self.app_dir / "host.json")
         self.functions = load_functions(self.app_target, self.app_dir)
-        self._invoker = Invoker(settings.workers)
+        outputs = QueueOutputs(host_json.queues)
+        self._invoker = Invoker(settings.workers, outputs)
+        self._queue_triggers = QueueTriggers(self.functions, outputs, self._invoker.submit, host_json.queues)
         self._blob_triggers = BlobTriggers(self.functions, self.connection_string, self._invoker,
                                            host_id=settings.host_id, poll_interval=settings.poll_interval,
                                            max_dequeue_count=host_json.poison_blob_threshold)
@@ -85,6 +89,7 @@ class DevHost:
                                     route_prefix=host_json.route_prefix)
         self._serve(settings)
         self._blob_triggers.start()
+        self._queue_triggers.start()
         self._timers.start()
         for spec in self.functions:
             log.info("function %s: %s %s", spec.name, spec.trigger_type,
@@ -122,7 +127,7 @@ class DevHost:
     def stop(self) -> None:
         """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite.
         The server outlives the invocations: they may post to this host (run events, the sink)."""
-        for trigger in (self._blob_triggers, self._timers):
+        for trigger in (self._blob_triggers, self._queue_triggers, self._timers):
             if trigger:
                 trigger.stop()
         if self._invoker:
@@ -162,6 +167,8 @@ def _describe_trigger(spec: FunctionSpec, base_url: str, route_prefix: str) -> s
         return f"path {trigger['path']}" + (" (+ Event Grid webhook)" if trigger.get("source") == "EventGrid" else "")
     if spec.trigger_type == "timerTrigger":
         return f"schedule {trigger['schedule']}"
+    if spec.trigger_type == "queueTrigger":
+        return f"queue {trigger['queueName']}"
     return f"{base_url}/runtime/webhooks/eventgrid?functionName={spec.name}"
 
 

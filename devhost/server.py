@@ -23,6 +23,7 @@ from devhost import eventgrid
 from devhost.app_loader import FunctionSpec
 from devhost.bindings import Invoker, event_argument
 from devhost.blob_poller import BlobTriggers
+from devhost.queues import direct_argument
 from devhost.settings import HostSettings
 from devhost.timers import Timers
 
@@ -194,6 +195,9 @@ class Endpoints:
             except (ValueError, eventgrid.BadDelivery) as error:
                 return _error(400, f"input must be one event as JSON: {error}")
             self._invoker.submit(spec, lambda: argument, "manual")
+        elif spec.trigger_type == "queueTrigger":
+            text = given if isinstance(given, str) else json.dumps(given)
+            self._invoker.submit(spec, lambda: direct_argument(text), "manual")
         else:
             return _error(400, f"function {spec.name!r} is an HTTP trigger: call it under /api")
         return Response(status_code=202)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, MutableMapping
+from typing import Any, Mapping, MutableMapping
 
 
 class HostSettingsError(ValueError):
@@ -72,11 +73,82 @@ _VARIABLES = {
 }
 
 
+MAX_BATCH_SIZE = 32            # Azure Queues returns at most 32 messages per request
+MIN_POLLING_INTERVAL = 0.1     # QueuePollingIntervals.Minimum, seconds
+
+
+@dataclass(frozen=True)
+class QueuesOptions:
+    """host.json `extensions.queues`, with the extension's defaults (QueuesOptions.cs)."""
+    batch_size: int = 16
+    new_batch_threshold: int | None = None   # None: batch_size // 2 * processor count
+    max_polling_interval: float = 60.0       # seconds
+    visibility_timeout: float = 0.0          # seconds a failed message stays invisible before its retry
+    max_dequeue_count: int = 5
+    message_encoding: str = "base64"         # or "none"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise HostSettingsError(f"host.json extensions.queues.batchSize must be 1 to {MAX_BATCH_SIZE} "
+                                     f"(got {self.batch_size})")
+        if self.new_batch_threshold is not None and self.new_batch_threshold < 0:
+            raise HostSettingsError("host.json extensions.queues.newBatchThreshold must be 0 or more")
+        if self.max_polling_interval < MIN_POLLING_INTERVAL:
+            raise HostSettingsError("host.json extensions.queues.maxPollingInterval must not be less than "
+                                     "00:00:00.1")
+        if self.max_dequeue_count < 1:
+            raise HostSettingsError("host.json extensions.queues.maxDequeueCount must not be less than 1")
+        if self.visibility_timeout < 0:
+            raise HostSettingsError("host.json extensions.queues.visibilityTimeout must not be negative")
+        if self.message_encoding not in ("base64", "none"):
+            raise HostSettingsError("host.json extensions.queues.messageEncoding must be base64 or none "
+                                     f"(got {self.message_encoding!r})")
+
+    @property
+    def threshold(self) -> int:
+        if self.new_batch_threshold is not None:
+            return self.new_batch_threshold
+        return self.batch_size // 2 * (os.cpu_count() or 1)
+
+    @classmethod
+    def from_host_json(cls, section: Mapping[str, Any]) -> "QueuesOptions":
+        """The `extensions.queues` object; keys are matched case-insensitively, as .NET configuration does."""
+        given = {str(k).lower(): v for k, v in section.items()}
+        values: dict[str, Any] = {}
+        try:
+            for key, attr, parse in (("batchsize", "batch_size", int), ("newbatchthreshold", "new_batch_threshold", int),
+                                     ("maxpollinginterval", "max_polling_interval", timespan_seconds),
+                                     ("visibilitytimeout", "visibility_timeout", timespan_seconds),
+                                     ("maxdequeuecount", "max_dequeue_count", int),
+                                     ("messageencoding", "message_encoding", lambda v: str(v).lower())):
+                if key in given:
+                    values[attr] = parse(given[key])
+        except (TypeError, ValueError) as error:
+            raise HostSettingsError(f"host.json extensions.queues is not valid: {error}") from None
+        return cls(**values)
+
+
+def timespan_seconds(value: Any) -> float:
+    """A .NET TimeSpan as host.json gives it: "hh:mm:ss[.fffffff]", "d.hh:mm:ss", "hh:mm" or "d" (a bare number
+    is days, as TimeSpan.Parse reads it)."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d+):(\d+)(?::(\d+)(?:\.(\d{1,7}))?)?", text)
+    if match:
+        sign, days, hours, minutes, seconds, fraction = match.groups()
+        total = (int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
+                 + (int(fraction) / 10 ** len(fraction) if fraction else 0))
+        return -total if sign else total
+    if re.fullmatch(r"\d+", text):
+        return int(text) * 86400.0
+    raise ValueError(f"{value!r} is not a TimeSpan; write it as hh:mm:ss, e.g. \"00:00:30\"")
+
+
 @dataclass(frozen=True)
 class HostJson:
     """What the dev host honours from the app's host.json, with the Functions host's defaults."""
     poison_blob_threshold: int = 5   # extensions.blobs.poisonBlobThreshold
     route_prefix: str = "api"        # extensions.http.routePrefix
+    queues: QueuesOptions = field(default_factory=QueuesOptions)   # extensions.queues
 
     @classmethod
     def read(cls, path: Path) -> "HostJson":
@@ -86,12 +158,16 @@ class HostJson:
             extensions = json.loads(path.read_text(encoding="utf-8")).get("extensions") or {}
             threshold = int((extensions.get("blobs") or {}).get("poisonBlobThreshold", 5))
             prefix = str((extensions.get("http") or {}).get("routePrefix", "api")).strip("/")
+            queues = extensions.get("queues") or {}
+            if not isinstance(queues, dict):
+                raise TypeError
         except (ValueError, AttributeError, TypeError):
             raise HostSettingsError(f"{path} is not valid: extensions.blobs.poisonBlobThreshold must be a "
-                                    "number and extensions.http.routePrefix a string") from None
+                                    "number, extensions.http.routePrefix a string and extensions.queues an "
+                                    "object") from None
         if threshold < 1:
             raise HostSettingsError(f"{path}: extensions.blobs.poisonBlobThreshold must be at least 1")
-        return cls(poison_blob_threshold=threshold, route_prefix=prefix)
+        return cls(poison_blob_threshold=threshold, route_prefix=prefix, queues=QueuesOptions.from_host_json(queues))
 
 
 def load_local_settings(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:
