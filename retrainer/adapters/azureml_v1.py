@@ -8,18 +8,21 @@ azureml is imported inside the methods, on first use: importing this module stay
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
-from retrainer.policy import TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
+from retrainer.policy import APP_NAME, TAG_APP, TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
 from retrainer.ports import ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
 T = TypeVar("T")
 
 REUSED_RUN_PROPERTY = "azureml.reusedrunid"     # on a reused step run: the run that holds its outputs
+# The anchor run's retrainer.app tag: not APP_NAME, so ml_events ignores the anchor's own run events.
+ANCHOR_APP = f"{APP_NAME}.anchor"
 
 # Step runs report "Finished" (the pipeline service's word); run history says "Completed".
 _STATUS_ALIASES = {"Finished": RunStatus.COMPLETED, "Cancelled": RunStatus.CANCELED}
@@ -129,6 +132,16 @@ class AzureMLBackend:
 
     def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
                tags: Mapping[str, str]) -> RunRef:
+        """Submit the pipeline as the child of an anchor run that carries the key from its creation.
+
+        No SDK v1 pipeline submit takes run tags (`Experiment.submit(tags=)` sets them after the run exists:
+        azureml/core/experiment.py, Experiment.submit), so a run whose submit response was lost, or whose
+        process died before `set_tags`, would be untagged and submitted again. The anchor closes that window:
+        `Experiment.start_logging(run_id=...)` creates a run with its tags in one PATCH by id
+        (azureml/_restclient/experiment_client.py, ExperimentClient.create_run: `run.patch`), so creating it
+        again is a no-op; the pipeline is submitted with `parent_run_id=` it (pipeline_endpoint.py,
+        PipelineEndpoint.submit), and `find_run` looks at the anchor's children.
+        """
         from azureml.data.datapath import DataPath
 
         digest = tags.get(TAG_KEY_HASH)
@@ -139,46 +152,63 @@ class AzureMLBackend:
         pipeline_parameters["input_data"] = DataPath(datastore=self._datastore(),
                                                      path_on_datastore=parameters["input_data"])
         run_tags = {**tags, TAG_PIPELINE_VERSION: ref.version}
+        anchor = _retrying(self._start_anchor, experiment, digest, {**run_tags, TAG_APP: ANCHOR_APP})
         attempted = False
 
         def submit_unless_already_submitted() -> Any:
             # A transient error may hide a run the service did create: look for it before submitting again.
             nonlocal attempted
             if attempted:
-                found = self._first_tagged_run(experiment, TAG_KEY_HASH, digest)
+                found = _first_child(anchor)
                 if found is not None:
                     return found
             attempted = True
-            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters,
+            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters, parent_run_id=anchor.id,
                                    pipeline_version=endpoint_version)
 
         run = _retrying(submit_unless_already_submitted)
-        # No SDK v1 submit call takes run tags (Experiment.submit(tags=) also sets them after the run
-        # exists), so they follow at once; set_tags is idempotent, so it is safe to retry.
-        _retrying(run.set_tags, run_tags)
+        _settle_submission(anchor, run, run_tags)
         return RunRef(run_id=run.id, experiment=experiment, tags=run_tags, url=run.get_portal_url())
 
     def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
-        run = _retrying(self._first_tagged_run, self._settings.experiment, tag_key, tag_value)
-        if run is None:
-            return None
-        return RunRef(run_id=run.id, experiment=self._settings.experiment, tags=_retrying(run.get_tags),
-                      url=run.get_portal_url())
+        """The pipeline run submitted under the key whose digest is `tag_value`: the anchor's child.
 
-    def _first_tagged_run(self, experiment: str, tag_key: str, tag_value: str) -> Any | None:
-        """One look-up, not retried here: callers retry around it.
-
-        `Run.list(tags={k: v})` writes `(Tags/k eq "v")` with the value unescaped
-        (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals, helpers.py value_to_odata_string), so
-        a value holding `"` would be a query error on every retry: runs are looked up by a digest tag.
+        By the anchor's id, not a tag query: `Run.list` lists top-level runs only, and writes a tag value
+        into OData unescaped (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals). A child that
+        its submitter died before tagging gets its tags here, so its run events reach ml_events.
         """
-        from azureml.core import Experiment, Run
+        if tag_key != TAG_KEY_HASH:
+            raise ValueError(f"the Azure ML backend finds runs by {TAG_KEY_HASH} (policy.key_digest), not {tag_key}")
+        experiment = self._settings.experiment
+        anchor = _retrying(self._anchor, experiment, tag_value)
+        run = _retrying(_first_child, anchor) if anchor is not None else None
+        if run is None:
+            return None    # nothing submitted, or only the anchor: a submit under the same anchor follows
+        tags = _retrying(run.get_tags)
+        if tags.get(TAG_KEY_HASH) != tag_value:
+            tags = {**_retrying(anchor.get_tags), TAG_APP: APP_NAME}
+            _settle_submission(anchor, run, tags)
+        return RunRef(run_id=run.id, experiment=experiment, tags=tags, url=run.get_portal_url())
 
-        if '"' in tag_value:
-            raise ValueError(f"cannot look runs up by {tag_key}={tag_value!r}: Azure ML's tag query does not "
-                             f"escape quotes; look them up by {TAG_KEY_HASH} (policy.key_digest)")
-        runs = Run.list(Experiment(self._workspace(), experiment), tags={tag_key: tag_value})
-        return next(iter(runs), None)
+    def _start_anchor(self, experiment: str, digest: str, tags: Mapping[str, str]) -> Any:
+        """Create (or, with the same id, find) the anchor run; outputs=False and snapshot_directory=None, so it
+        uploads nothing from this process's folder. One call, not retried here: callers retry around it."""
+        from azureml.core import Experiment
+
+        return Experiment(self._workspace(), experiment).start_logging(
+            run_id=anchor_run_id(experiment, digest), tags=dict(tags), outputs=False, snapshot_directory=None)
+
+    def _anchor(self, experiment: str, digest: str) -> Any | None:
+        """The anchor run of a key, or None. One look-up, not retried here: callers retry around it."""
+        from azureml._restclient.exceptions import ServiceException
+        from azureml.core import Run
+
+        try:
+            return Run.get(self._workspace(), anchor_run_id(experiment, digest))
+        except ServiceException as error:
+            if error.status_code == 404:     # run history's GET by id: no run has that id
+                return None
+            raise
 
     def get_run(self, run_id: str) -> RunInfo:
         from azureml.core import Run
@@ -287,6 +317,21 @@ class AzureMLBackend:
 
 
 # ---------------------------------------------------------------- helpers
+
+def anchor_run_id(experiment: str, digest: str) -> str:
+    """The anchor run's id: one per key and experiment (run ids are unique across the workspace)."""
+    return "retrainer_" + hashlib.sha256(f"{experiment}\n{digest}".encode("utf-8")).hexdigest()[:40]
+
+
+def _first_child(anchor: Any) -> Any | None:
+    return next(iter(anchor.get_children()), None)
+
+
+def _settle_submission(anchor: Any, run: Any, tags: Mapping[str, str]) -> None:
+    """Tag the pipeline run (its run events carry the tags ml_events matches) and end the anchor. Both calls
+    are idempotent: a recovering `find_run` repeats them."""
+    _retrying(run.set_tags, dict(tags))
+    _retrying(anchor.complete)
 
 def _retrying(operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Every Azure ML call goes through here: retrainer.retry's bounded backoff, with Azure ML's own

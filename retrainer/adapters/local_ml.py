@@ -21,6 +21,9 @@ from retrainer.policy import TAG_RUN_ID
 from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
 from retrainer.settings import Settings
 
+TAG_LOCAL_JOB = "retrainer.local_job"    # what the run worker needs, set with the run's creation
+
+
 class LocalMLBackend:
     def __init__(self, settings: Settings, blobs: BlobStore):
         self._settings = settings
@@ -67,23 +70,22 @@ class LocalMLBackend:
 
         client = self._client()
         experiment_id = RunStore(self._settings.mlflow_tracking_uri).experiment_id(experiment)
-        # The handlers' tags carry the key and the pipeline version; the runner sets the pipeline name
-        # again when it starts, but a queued run shows it already.
+        # One call creates the run with the key's tags and the job, as Azure ML's anchor run does
+        # (adapters/azureml_v1.py submit): a crash before the job is queued leaves a run that find_run
+        # finds and queues. The runner sets the pipeline name again when it starts; a queued run shows it.
+        job = {"pipeline": ref.name, "experiment": experiment, "parameters": dict(parameters)}
         run = client.create_run(experiment_id, run_name=f"{ref.name}-{ref.version[:8]}",
-                                tags={**tags, TAG_PIPELINE: ref.name})
+                                tags={**tags, TAG_PIPELINE: ref.name, TAG_LOCAL_JOB: json.dumps(job)})
         run_id = run.info.run_id
         for name, value in parameters.items():
             client.log_param(run_id, name, value)
-        self._enqueue(run_id, ref.name, experiment, parameters)
+        self._enqueue(run_id, job)
         return RunRef(run_id=run_id, experiment=experiment, tags=dict(tags))
 
-    def _enqueue(self, run_id: str, pipeline_name: str, experiment: str,
-                 parameters: Mapping[str, str]) -> None:
+    def _enqueue(self, run_id: str, job: Mapping) -> None:
         from retrainer.adapters.local_queue import RunQueue
 
-        RunQueue(self._settings.state_dir, self._settings.local_max_runs).put(run_id, {
-            "run_id": run_id, "pipeline": pipeline_name, "experiment": experiment,
-            "parameters": dict(parameters)})
+        RunQueue(self._settings.state_dir, self._settings.local_max_runs).put(run_id, {**job, "run_id": run_id})
         logs = self._settings.state_dir / "workers"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{run_id}.log", "ab") as log:
@@ -97,7 +99,21 @@ class LocalMLBackend:
 
         run_id = store.find_run_by_tag(self._settings.mlflow_tracking_uri, self._settings.experiment,
                                        tag_key, tag_value)
-        return RunRef(run_id=run_id, experiment=self._settings.experiment) if run_id else None
+        if run_id is None:
+            return None
+        self._enqueue_if_never_queued(run_id)
+        return RunRef(run_id=run_id, experiment=self._settings.experiment)
+
+    def _enqueue_if_never_queued(self, run_id: str) -> None:
+        """Queue a run its submitter created but died before queueing: still running, never seen by the queue."""
+        from retrainer.adapters.local_queue import RunQueue
+
+        if RunQueue(self._settings.state_dir, self._settings.local_max_runs).knows(run_id):
+            return
+        run = self._client().get_run(run_id)
+        job = run.data.tags.get(TAG_LOCAL_JOB)
+        if run.info.status == "RUNNING" and job:
+            self._enqueue(run_id, json.loads(job))
 
     def get_run(self, run_id: str) -> RunInfo:
         from retrainer.adapters.local_queue import RunQueue

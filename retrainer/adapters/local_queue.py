@@ -53,6 +53,10 @@ class RunQueue:
         for path in self._taken.glob(f"*-{run_id}.*"):
             path.unlink(missing_ok=True)
 
+    def knows(self, run_id: str) -> bool:
+        """Whether the run was ever queued and not yet done (waiting, or taken by a live or dead worker)."""
+        return any(self._waiting.glob(f"*-{run_id}.json")) or any(self._taken.glob(f"*-{run_id}.json"))
+
     def has(self, run_id: str) -> bool:
         """Whether the run is waiting, or taken by a worker that is still alive."""
         if any(self._waiting.glob(f"*-{run_id}.json")):

@@ -1,4 +1,8 @@
-"""The local backend over MLflow on SQLite: a run nothing will ever move is reported failed."""
+"""The local backend over MLflow on SQLite: a run nothing will ever move is reported failed; a run whose
+submitter died before queueing it is found and run once."""
+from pathlib import Path
+
+import pytest
 from mlflow.tracking import MlflowClient
 
 from retrainer.adapters.local_ml import LocalMLBackend
@@ -6,6 +10,8 @@ from retrainer.adapters.local_queue import RunQueue
 from retrainer.localrun.store import RunStore
 from retrainer.ports import RunStatus
 from retrainer.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def backend_and_run(tmp_path):
@@ -31,3 +37,58 @@ def test_a_run_that_was_never_queued_or_lost_its_worker_is_failed_with_the_reaso
 
     assert info.status == RunStatus.FAILED
     assert "worker is gone" in info.error
+
+
+class ProcessDied(BaseException):
+    """A fault injected between two calls: the host process is gone (nothing catches a BaseException)."""
+
+
+def test_a_crash_between_creating_the_run_and_queueing_it_is_recovered_by_find_run_once(
+        azurite, tmp_path, monkeypatch):
+    """Issue 7 item 4, the local stand-in: MLflow's create_run sets the tags with the run, as Azure ML's anchor
+    run does; a submit that dies before queueing leaves a run that find_run finds, queues, and a real worker
+    runs to the end: one run, not lost, not doubled."""
+    from azure.storage.blob import BlobServiceClient
+
+    from retrainer import bootstrap, policy
+    from retrainer.localrun import store
+    from tests.support.waiting import wait_for
+
+    for name, value in {"RETRAINER_DATA_STORAGE": azurite.connection_string,
+                        "RETRAINER_STATE_DIR": str(tmp_path / "state"),
+                        "RETRAINER_INCOMING_PATH": "crashwindow/{name}"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RETRAINER_LOCAL_EVENTS_ENDPOINT", raising=False)
+    settings = Settings.from_env()
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        "crashwindow")
+    if not container.exists():
+        container.create_container()
+    container.upload_blob("diabetes.csv", (REPO / "data" / "diabetes_sample.csv").read_bytes(), overwrite=True)
+    key = "blob:crashwindow/diabetes.csv@0x1"
+    digest = policy.key_digest(key)
+
+    def died(self, run_id, job):
+        raise ProcessDied()
+
+    backend = bootstrap.local_backend(settings, bootstrap.blob_store(settings))
+    ref = backend.ensure_published(settings.pipeline)
+    with monkeypatch.context() as fault:
+        fault.setattr(LocalMLBackend, "_enqueue", died)
+        with pytest.raises(ProcessDied):
+            backend.submit(ref, {"input_data": "diabetes.csv"}, settings.experiment,
+                           policy.run_tags(key, "blob", ref.version, blob="diabetes.csv", etag="0x1"))
+
+    recovering = bootstrap.local_backend(settings, bootstrap.blob_store(settings))   # the retried invocation
+    found = recovering.find_run(policy.TAG_KEY_HASH, digest)
+    assert found is not None
+    assert recovering.find_run(policy.TAG_KEY_HASH, digest).run_id == found.run_id   # looked at twice: queued once
+
+    info = wait_for(lambda: (i := recovering.get_run(found.run_id)).status in RunStatus.TERMINAL and i,
+                    "the recovered run's end")
+    assert info.status == RunStatus.COMPLETED, info.error
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    parents = [run for run in client.search_runs([experiment.experiment_id])
+               if run.data.tags.get(policy.TAG_KEY_HASH) == digest and store.MLFLOW_PARENT_RUN_ID not in run.data.tags]
+    assert [run.info.run_id for run in parents] == [found.run_id]

@@ -10,7 +10,10 @@ from unittest.mock import create_autospec
 
 import pytest
 import requests
-from azureml.core import Experiment, Model, Workspace
+from azureml._restclient import models as run_history_models
+from azureml._restclient.exceptions import ServiceException
+from azureml._restclient.models.error_response import ErrorResponseException as RunHistoryErrorResponse
+from azureml.core import Experiment, Model, Run, Workspace
 from azureml.data.datapath import DataPath
 from azureml.pipeline.core import Pipeline, PipelineEndpoint, PipelineRun, PublishedPipeline, StepRun
 from azureml.pipeline.core.pipeline_endpoint import PipelineIdVersion
@@ -20,7 +23,7 @@ from msrest import Deserializer
 
 import retrainer.retry
 from retrainer import pipelines, policy
-from retrainer.adapters.azureml_v1 import AzureMLBackend
+from retrainer.adapters.azureml_v1 import AzureMLBackend, anchor_run_id
 from retrainer.ports import PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
@@ -47,6 +50,17 @@ def service_error(status: int) -> ErrorResponseException:
     response.headers["Content-Type"] = "application/json"
     classes = {name: value for name, value in vars(aeva_models).items() if isinstance(value, type)}
     return ErrorResponseException(Deserializer(classes), response)
+
+
+def run_history_error(status: int) -> ServiceException:
+    """What run history's client raises for an HTTP error status (azureml/_restclient/clientbase.py
+    _execute_with_arguments wraps the ErrorResponseException)."""
+    response = requests.Response()
+    response.status_code = status
+    response._content = b'{"error": {"code": "UserError", "message": "from the test", "details": []}}'
+    response.headers["Content-Type"] = "application/json"
+    classes = {name: value for name, value in vars(run_history_models).items() if isinstance(value, type)}
+    return ServiceException(RunHistoryErrorResponse(Deserializer(classes), response))
 
 
 def published_pipeline(version: str, pipeline_id: str) -> PublishedPipeline:
@@ -112,7 +126,8 @@ def autospecs() -> dict:
                for name, target in PATCHED.items()}
     instances = {"workspace": create_autospec(Workspace, instance=True),
                  "experiment": create_autospec(Experiment, instance=True),
-                 "endpoint": create_autospec(PipelineEndpoint, instance=True)}
+                 "endpoint": create_autospec(PipelineEndpoint, instance=True),
+                 "anchor": create_autospec(Run, instance=True)}
     return {**classes, **instances}
 
 
@@ -137,8 +152,34 @@ class SDK:
         self.endpoint.pipeline_version_list = [PipelineIdVersion(version="0", pipeline_id="pp-1")]
         self.PipelineEndpoint.list.return_value = [self.endpoint]
         self.Pipeline.return_value = create_autospec(Pipeline, instance=True)
-        self.Run.list.return_value = iter([])
         self.Model.list.return_value = []
+        self.run_history: dict[str, Run] = {}     # runs by id, as Run.get finds them
+        self.children: list[Run] = []             # the anchor's child runs, as the service records them
+        self.anchor = autospecs["anchor"]
+        self.anchor.get_children.side_effect = lambda **filters: iter(list(self.children))
+        self.experiment.start_logging.side_effect = self.start_logging
+        self.Run.get.side_effect = self.get_run
+
+    def start_logging(self, *args, run_id=None, tags=None, **kwargs) -> Run:
+        """Run history's PATCH by id: the first call creates the run with its tags, a later one finds it."""
+        if run_id not in self.run_history:
+            self.anchor.id = run_id
+            self.anchor.get_tags.return_value = dict(tags or {})
+            self.run_history[run_id] = self.anchor
+        return self.run_history[run_id]
+
+    def get_run(self, workspace, run_id) -> Run:
+        if run_id not in self.run_history:
+            raise run_history_error(404)
+        return self.run_history[run_id]
+
+    def submitted_under_the_anchor(self, run: PipelineRun):
+        """An endpoint.submit side effect: the service records the pipeline run as the anchor's child."""
+        def submit(experiment_name, pipeline_parameters=None, parent_run_id=None, pipeline_version=None):
+            assert parent_run_id == self.anchor.id
+            self.children.append(run)
+            return run
+        return submit
 
 
 @pytest.fixture
@@ -365,16 +406,141 @@ def test_submit_of_a_pipeline_the_endpoint_no_longer_holds_is_a_clear_error(sdk)
     sdk.endpoint.submit.assert_not_called()
 
 
-def test_submit_tags_the_run_with_the_key_and_the_pipeline_version(sdk):
+ANCHOR_ID = anchor_run_id("diabetes-retraining", DIGEST)
+RUN_TAGS = {**TAGS, "retrainer.pipeline_version": "v-hash"}
+
+
+class ProcessDied(BaseException):
+    """A fault injected between two calls: the host process is gone (nothing catches a BaseException)."""
+
+
+def test_submit_creates_the_anchor_with_the_tags_then_the_pipeline_as_its_child(sdk):
+    """Issue 7 item 4: the key travels with the submission. The anchor is created with its tags in one PATCH
+    by a deterministic id; the pipeline run is its child; the pipeline run is tagged and the anchor ended."""
     run = submitted_run()
-    sdk.endpoint.submit.return_value = run
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(run)
 
     result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                                "diabetes-retraining", TAGS)
 
-    expected = {**TAGS, "retrainer.pipeline_version": "v-hash"}
-    run.set_tags.assert_called_once_with(expected)
-    assert result.tags == expected
+    sdk.Experiment.assert_called_with(sdk.workspace, "diabetes-retraining")
+    start = sdk.experiment.start_logging.call_args
+    assert start.kwargs == {"run_id": ANCHOR_ID, "tags": {**RUN_TAGS, "retrainer.app": "retrainer.anchor"},
+                            "outputs": False, "snapshot_directory": None}
+    assert sdk.endpoint.submit.call_args.kwargs["parent_run_id"] == ANCHOR_ID
+    run.set_tags.assert_called_once_with(RUN_TAGS)
+    sdk.anchor.complete.assert_called_once_with()
+    assert result.run_id == "pipeline-run-1" and result.tags == RUN_TAGS
+
+
+def test_the_anchor_arguments_are_ones_start_logging_passes_on_to_the_run_it_creates():
+    """Experiment.start_logging takes **kwargs, so autospec cannot check them: bind them to where they go
+    (azureml/core/run.py: Run._start_logging, then Run._create, which takes `tags`)."""
+    import inspect
+
+    kwargs = {"run_id": ANCHOR_ID, "tags": RUN_TAGS, "outputs": False, "snapshot_directory": None}
+    bound = inspect.signature(Run._start_logging).bind("experiment", **kwargs)
+    assert bound.arguments["kwargs"] == {"tags": RUN_TAGS}
+    inspect.signature(Run._create).bind("experiment", run_id=ANCHOR_ID, tags=RUN_TAGS)
+
+
+def test_the_anchor_carries_no_app_tag_so_its_own_run_events_are_ignored(sdk):
+    from retrainer.events import RunEvent
+
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(submitted_run())
+    AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+    anchor_tags = sdk.experiment.start_logging.call_args.kwargs["tags"]
+    event = RunEvent(id="e1", type="Microsoft.MachineLearningServices.RunCompleted",
+                     topic=settings().workspace_topic, subject=f"experiments/x/runs/{ANCHOR_ID}", time=None,
+                     run_id=ANCHOR_ID, experiment_name="diabetes-retraining", experiment_id="x", run_type=None,
+                     run_status="Completed", run_tags=anchor_tags)
+
+    assert "not submitted by retrainer" in policy.ignore_run_event(event, settings())
+
+
+def test_crash_between_the_anchor_and_the_pipeline_submit_submits_once_on_retry(sdk):
+    run = submitted_run()
+    sdk.endpoint.submit.side_effect = ProcessDied()
+    with pytest.raises(ProcessDied):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    # the retried invocation, in a new process: nothing to recover, so it submits under the same anchor
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(run)
+    backend = AzureMLBackend(settings())
+    assert backend.find_run("retrainer.key_sha", DIGEST) is None
+    result = backend.submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    assert {call.kwargs["run_id"] for call in sdk.experiment.start_logging.call_args_list} == {ANCHOR_ID}
+    assert sdk.children == [run] and result.run_id == "pipeline-run-1"
+
+
+def test_crash_between_the_pipeline_submit_and_its_tags_is_recovered_by_find_run(sdk):
+    run = submitted_run()
+    run.set_tags.side_effect = ProcessDied()
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(run)
+    with pytest.raises(ProcessDied):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    run.set_tags.side_effect = None
+    run.get_tags.return_value = {}            # the pipeline run was never tagged
+    found = AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST)
+
+    assert found.run_id == "pipeline-run-1" and found.tags == RUN_TAGS
+    run.set_tags.assert_called_with(RUN_TAGS)   # its run events now carry the key ml_events matches
+    sdk.anchor.complete.assert_called_once_with()
+    sdk.endpoint.submit.assert_called_once()
+
+
+def test_find_run_of_a_tagged_child_changes_nothing(sdk):
+    run = submitted_run("pipeline-run-7")
+    run.get_tags.return_value = dict(RUN_TAGS)
+    sdk.start_logging(run_id=ANCHOR_ID, tags={**RUN_TAGS, "retrainer.app": "retrainer.anchor"})
+    sdk.children.append(run)
+
+    found = AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST)
+
+    sdk.Run.get.assert_called_once_with(sdk.workspace, ANCHOR_ID)
+    assert found.run_id == "pipeline-run-7" and found.tags == RUN_TAGS
+    run.set_tags.assert_not_called()
+    sdk.anchor.complete.assert_not_called()
+
+
+def test_find_run_without_an_anchor_is_none(sdk):
+    assert AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST) is None
+
+
+def test_find_run_lookup_errors_other_than_not_found_are_raised(sdk):
+    sdk.Run.get.side_effect = run_history_error(403)
+
+    with pytest.raises(ServiceException):
+        AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST)
+
+
+def test_find_run_by_another_tag_is_refused(sdk):
+    with pytest.raises(ValueError, match="retrainer.key_sha"):
+        AzureMLBackend(settings()).find_run("retrainer.key", KEY)
+    sdk.Run.get.assert_not_called()
+
+
+QUOTED_KEY = 'manual:retrain "nightly", 2026'       # an Idempotency-Key a client may send
+
+
+def test_a_key_with_a_quote_is_looked_up_by_its_digest_not_a_query(sdk):
+    """Issue 7 item 5: `Run.list(tags=)` writes the value into OData unescaped
+    (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals); the run is found by an id made of the
+    key's digest instead, and no tag query is sent."""
+    tags = policy.run_tags(QUOTED_KEY, "manual", "v-hash")
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(submitted_run())
+    backend = AzureMLBackend(settings())
+
+    backend.submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", tags)
+    backend.find_run("retrainer.key_sha", policy.key_digest(QUOTED_KEY))
+
+    anchor_id = sdk.experiment.start_logging.call_args.kwargs["run_id"]
+    assert anchor_id == anchor_run_id("diabetes-retraining", policy.key_digest(QUOTED_KEY))
+    assert anchor_id.startswith("retrainer_") and anchor_id[len("retrainer_"):].isalnum()
+    sdk.Run.get.assert_called_once_with(sdk.workspace, anchor_id)
+    sdk.Run.list.assert_not_called()
 
 
 def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, real_version):
@@ -401,18 +567,25 @@ def test_submit_without_the_idempotency_tag_is_refused(sdk):
     sdk.endpoint.submit.assert_not_called()
 
 
-def test_transient_submit_error_with_a_run_already_tagged_does_not_submit_again(sdk):
+def test_submit_without_the_idempotency_tag_is_refused(sdk):
+    with pytest.raises(ValueError, match="retrainer.key_sha"):
+        AzureMLBackend(settings()).submit(REF, {"input_data": "x.csv"}, "diabetes-retraining",
+                                          {"retrainer.trigger": "manual"})
+    sdk.endpoint.submit.assert_not_called()
+    sdk.experiment.start_logging.assert_not_called()
+
+
+def test_transient_submit_error_with_a_run_already_created_does_not_submit_again(sdk):
     existing = submitted_run("pipeline-run-created")
+    sdk.children.append(existing)                    # the service created it; the response was lost
     sdk.endpoint.submit.side_effect = service_error(503)
-    sdk.Run.list.return_value = iter([existing])
 
     result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                                "diabetes-retraining", TAGS)
 
     sdk.endpoint.submit.assert_called_once()
-    sdk.Experiment.assert_called_with(sdk.workspace, "diabetes-retraining")
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
     assert result.run_id == "pipeline-run-created"
+    existing.set_tags.assert_called_once_with(RUN_TAGS)
 
 
 def test_transient_submit_error_with_no_run_submits_once_more(sdk):
@@ -423,7 +596,7 @@ def test_transient_submit_error_with_no_run_submits_once_more(sdk):
                                                "diabetes-retraining", TAGS)
 
     assert sdk.endpoint.submit.call_count == 2
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
+    sdk.anchor.get_children.assert_called_once()
     assert result.run_id == "pipeline-run-2"
     run.set_tags.assert_called_once()
 
@@ -435,7 +608,7 @@ def test_non_transient_submit_error_is_raised_without_retry(sdk):
         AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                           "diabetes-retraining", TAGS)
     sdk.endpoint.submit.assert_called_once()
-    sdk.Run.list.assert_not_called()
+    sdk.anchor.get_children.assert_not_called()
 
 
 def test_transient_set_tags_error_is_retried_without_resubmitting(sdk):
@@ -449,51 +622,7 @@ def test_transient_set_tags_error_is_retried_without_resubmitting(sdk):
     assert run.set_tags.call_count == 2
 
 
-# ---------------------------------------------------------------- finding and reading runs
-
-def test_find_run_looks_up_the_tag_in_the_configured_experiment(sdk):
-    run = submitted_run("pipeline-run-7")
-    run.get_tags.return_value = dict(TAGS)
-    sdk.Run.list.return_value = iter([run])
-
-    found = AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST)
-
-    sdk.Experiment.assert_called_once_with(sdk.workspace, "diabetes-retraining")
-    sdk.Run.list.assert_called_once_with(sdk.experiment, tags={"retrainer.key_sha": DIGEST})
-    assert found.run_id == "pipeline-run-7" and found.tags == TAGS
-
-
-QUOTED_KEY = 'manual:retrain "nightly", 2026'       # an Idempotency-Key a client may send
-
-
-def sdk_run_filter(sdk) -> str:
-    """The OData filter the SDK builds offline from the tags the adapter passed to Run.list."""
-    from azureml._restclient._odata.runs import get_filter_run_tag_equals
-
-    return get_filter_run_tag_equals(sdk.Run.list.call_args.kwargs["tags"])
-
-
-def test_a_key_with_a_quote_is_looked_up_by_its_digest(sdk):
-    """Issue 7 item 5: the SDK writes a tag query's value into OData unescaped
-    (azureml/_restclient/_odata/runs.py get_filter_run_tag_equals), so the value sent is the key's digest."""
-    digest = policy.key_digest(QUOTED_KEY)
-    tags = policy.run_tags(QUOTED_KEY, "manual", "v-hash")
-    sdk.endpoint.submit.side_effect = [service_error(503), submitted_run("pipeline-run-3")]
-
-    AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", tags)
-
-    assert sdk_run_filter(sdk) == f'(Tags/retrainer.key_sha eq "{digest}")'
-
-
-def test_a_run_tag_query_with_a_quote_is_refused_before_any_call(sdk):
-    with pytest.raises(ValueError, match="retrainer.key_sha"):
-        AzureMLBackend(settings()).find_run("retrainer.key", QUOTED_KEY)
-    sdk.Run.list.assert_not_called()
-
-
-def test_find_run_without_a_match_is_none(sdk):
-    assert AzureMLBackend(settings()).find_run("retrainer.key_sha", DIGEST) is None
-
+# ---------------------------------------------------------------- reading runs
 
 def test_get_run_maps_the_pipeline_run_and_its_steps(sdk):
     run = submitted_run("pipeline-run-1")
@@ -502,7 +631,7 @@ def test_get_run_maps_the_pipeline_run_and_its_steps(sdk):
     prep = step_run("prep", "step-prep", "Finished", {"rows": 1000})
     train = step_run("train", "step-train", "Finished", {"AUC": [0.71, 0.88], "Accuracy": 0.8})
     run.get_steps.return_value = iter([prep, train])
-    sdk.Run.get.return_value = run
+    sdk.run_history["pipeline-run-1"] = run
 
     info = AzureMLBackend(settings()).get_run("pipeline-run-1")
 
@@ -523,7 +652,7 @@ def test_get_run_of_a_failed_run_names_the_failed_step_and_the_error(sdk):
     run.get_tags.return_value = dict(TAGS)
     run.get_steps.return_value = iter([step_run("prep", "step-prep", "Finished", {}),
                                        step_run("train", "step-train", "Failed", {})])
-    sdk.Run.get.return_value = run
+    sdk.run_history["pipeline-run-1"] = run
 
     info = AzureMLBackend(settings()).get_run("pipeline-run-1")
 
@@ -666,7 +795,7 @@ def test_importing_the_adapter_does_not_import_azureml():
 def test_transient_register_error_finds_the_version_it_created_instead_of_registering_again(sdk):
     train = step_run("train", "step-train", "Finished", {"AUC": 0.88})
     train.download_file.side_effect = lambda name, output_file_path: Path(output_file_path).write_bytes(b"model")
-    sdk.Run.get.return_value = train
+    sdk.run_history["step-train"] = train
     sdk.Model.register.side_effect = service_error(502)
     sdk.Model.list.return_value = [registered_model("diabetes_model", 6, {"retrainer.run_id": "pipeline-run-1"})]
 
