@@ -4,8 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+# checkov and pycep-parser (the infra/ checks) in a venv of their own: checkov's pins must not move the app's.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install infra-tools test demo bench clean
 
 install: $(STAMP) $(NPM_STAMP)
 
@@ -20,8 +23,17 @@ $(NPM_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install
-	$(PY) -m pytest -q
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $@
+
+infra-tools: $(INFRA_STAMP)
+
+# RETRAINER_INFRA_TOOLS: the infra tests fail (not skip) when the tools are missing.
+test: install infra-tools
+	RETRAINER_INFRA_TOOLS=$(INFRA_VENV) $(PY) -m pytest -q
 
 demo: install
 	$(PY) -m devhost.demo
@@ -32,4 +44,4 @@ bench: install
 	$(PY) bench/ingest.py
 
 clean:
-	rm -rf $(VENV) node_modules .state
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .state
