@@ -133,8 +133,6 @@ class Settings:
                                        ("RETRAINER_AML_CLIENT_SECRET", self.aml_client_secret)):
                     if not value:
                         raise SettingsError(f"{setting} is required when RETRAINER_AML_AUTH=service_principal")
-        if self.notify_topic_endpoint and not self.notify_topic_key:
-            raise SettingsError("RETRAINER_NOTIFY_TOPIC_KEY is required with RETRAINER_NOTIFY_TOPIC_ENDPOINT")
 
 
 _ENV_NAMES = {f.name: "RETRAINER_" + f.name.upper() for f in fields(Settings)}

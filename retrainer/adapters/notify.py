@@ -41,14 +41,23 @@ def structured_cloud_event(event_id: str, event_type: str, source: str, subject:
 
 
 class EventGridNotifier:
-    """Publishes to an Event Grid topic (CloudEvents 1.0 input schema) with its access key."""
+    """Publishes to an Event Grid topic (CloudEvents 1.0 input schema), with the topic's access key when one is
+    given, else as the app's identity: azure-eventgrid signs a TokenCredential's requests with a bearer token for
+    https://eventgrid.azure.net/.default (azure/eventgrid/_legacy/_helpers.py, `_get_authentication_policy`),
+    which a topic with local auth off accepts from a principal holding EventGrid Data Sender. The identity is
+    DefaultAzureCredential's: AZURE_CLIENT_ID names a user-assigned one."""
 
-    def __init__(self, endpoint: str, key: str, source: str, *, retry: Retry = default_retry) -> None:
+    def __init__(self, endpoint: str, key: str | None, source: str, *, credential: Any = None,
+                 retry: Retry = default_retry) -> None:
         from azure.eventgrid import EventGridPublisherClient  # only apps that publish to a topic pay for it
 
-        if not key:
-            raise ValueError("an Event Grid topic needs its access key (RETRAINER_NOTIFY_TOPIC_KEY)")
-        self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
+        if key:
+            credential = AzureKeyCredential(key)
+        elif credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self._client = EventGridPublisherClient(endpoint, credential)
         self._source = source
         self._retry = retry
         self.receiver = f"Event Grid topic {url_origin(endpoint)}"
@@ -122,7 +131,7 @@ def build_notifier(settings: Settings) -> Notifier:
     source = f"/retrainer/{settings.pipeline_endpoint}"
     receivers: list[Notifier] = []
     if settings.notify_topic_endpoint:
-        receivers.append(EventGridNotifier(settings.notify_topic_endpoint, settings.notify_topic_key or "", source))
+        receivers.append(EventGridNotifier(settings.notify_topic_endpoint, settings.notify_topic_key, source))
     if settings.notify_webhook_url:
         receivers.append(WebhookNotifier(settings.notify_webhook_url, settings.notify_webhook_key, source))
     return FanoutNotifier(receivers)

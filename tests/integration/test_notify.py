@@ -38,17 +38,16 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     statuses: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
 
+    scheme: str = "http"
+
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path.split("?")[0] == path]
 
 
-@pytest.fixture
-def sink():
-    state = Sink()
-
+def _serve(state: Sink, tls_context=None):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -63,12 +62,76 @@ def sink():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
     state.port = server.server_port
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
+    return server
+
+
+@pytest.fixture
+def sink():
+    state = Sink()
+    server = _serve(state)
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def tls_sink(tmp_path, monkeypatch):
+    """The sink over HTTPS with a self-signed certificate the client trusts (a bearer token is only ever sent
+    over TLS: azure-core's BearerTokenCredentialPolicy refuses plain http)."""
+    import ssl
+
+    cert, key = _self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))      # requests (azure-core's transport) trusts it
+    state = Sink(scheme="https")
+    server = _serve(state, context)
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def _self_signed_certificate(folder):
+    from datetime import timedelta
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+                   .not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "sink.pem", folder / "sink.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class TokenIssuer:
+    """Stands in for Microsoft Entra ID (cloud-only): azure.core's TokenCredential protocol, recording scopes."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes)
+        return AccessToken("entra-token-not-for-logs", int(datetime.now(timezone.utc).timestamp()) + 3600)
 
 
 QUICK = Retry(attempts=3, sleep=lambda _: None)
@@ -92,6 +155,20 @@ def test_event_grid_publisher_posts_the_cloud_event_with_the_topic_key(sink):
     assert request.headers["aeg-sas-key"] == TOPIC_KEY
     assert request.headers["content-type"].startswith("application/cloudevents-batch+json")
     [event] = request.body  # Event Grid takes a batch
+    assert_cloud_event(event)
+
+
+def test_without_a_key_the_publisher_signs_in_with_the_identity(tls_sink):
+    # infra/ deploys the topic with local auth off: the app publishes as its managed identity.
+    issuer = TokenIssuer()
+    notifier = EventGridNotifier(tls_sink.url("/api/events"), None, SOURCE, credential=issuer, retry=QUICK)
+    notifier.publish("e" * 32, "retrainer.model.registered", LINEAGE["key"], LINEAGE)
+
+    [request] = tls_sink.at("/api/events")
+    assert request.headers["authorization"] == "Bearer entra-token-not-for-logs"
+    assert "aeg-sas-key" not in request.headers
+    assert issuer.scopes == [("https://eventgrid.azure.net/.default",)]
+    [event] = request.body
     assert_cloud_event(event)
 
 

@@ -30,7 +30,6 @@ def test_example_settings_file_holds_every_setting_and_parses():
     ({"RETRAINER_BACKEND": "azureml"}, "RETRAINER_AML_SUBSCRIPTION_ID"),
     ({"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "1234",
       "RETRAINER_AML_AUTH": "service_principal"}, "RETRAINER_AML_TENANT_ID"),
-    ({"RETRAINER_NOTIFY_TOPIC_ENDPOINT": "https://t.example/api/events"}, "RETRAINER_NOTIFY_TOPIC_KEY"),
 ])
 def test_a_bad_setting_is_an_error_that_names_it(env, named):
     with pytest.raises(SettingsError, match=named):
