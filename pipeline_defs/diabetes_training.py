@@ -17,11 +17,14 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 SOURCE_DIRECTORY = Path(__file__).resolve().parents[1] / "step_scripts"
 ENVIRONMENT_FILE = "environment.yml"   # the step environment spec, next to the scripts
 DEFAULT_DATA_PATH = "diabetes.csv"      # path on the datastore when no input_data is given
+UNVERSIONED = "unversioned"             # input_data_version when none is given (a run by hand)
 
 
-def build(datastore: Any, compute_target: str, *,
+def build(datastore: Any, compute_target: str, *, intermediate_datastore: Any = None,
           source_directory: Path = SOURCE_DIRECTORY) -> tuple[list[Any], dict[str, Any]]:
-    """The steps and the pipeline parameters. `source_directory` defaults to the repo's step_scripts/."""
+    """The steps and the pipeline parameters. `datastore` holds the training data; the intermediate
+    `prepped_data` goes to `intermediate_datastore` (None: the workspace's default datastore), never to the
+    watched one, whose every new blob starts a training. `source_directory` defaults to step_scripts/."""
     from azureml.core import Environment
     from azureml.core.runconfig import RunConfiguration
     from azureml.data.datapath import DataPath, DataPathComputeBinding
@@ -36,11 +39,15 @@ def build(datastore: Any, compute_target: str, *,
     input_data = PipelineParameter(name="input_data",
                                    default_value=DataPath(datastore=datastore, path_on_datastore=DEFAULT_DATA_PATH))
     input_binding = (input_data, DataPathComputeBinding(mode="mount"))
-    prepped_data = PipelineData("prepped_data", datastore=datastore)
+    # Azure ML reuses a step whose script, arguments and parameter values are unchanged: it cannot see the data
+    # behind a DataPath change. The data's fingerprint as an argument makes "unchanged" mean "same data".
+    input_data_version = PipelineParameter(name="input_data_version", default_value=UNVERSIONED)
+    prepped_data = PipelineData("prepped_data", datastore=intermediate_datastore)
 
     prep = PythonScriptStep(
         name="prep", script_name="prep_diabetes.py", source_directory=str(source_directory),
-        arguments=["--input-data", input_binding, "--prepped-data", prepped_data],
+        arguments=["--input-data", input_binding, "--input-data-version", input_data_version,
+                   "--prepped-data", prepped_data],
         inputs=[input_binding], outputs=[prepped_data],
         compute_target=compute_target, runconfig=runconfig, allow_reuse=True)
     train = PythonScriptStep(
@@ -48,4 +55,4 @@ def build(datastore: Any, compute_target: str, *,
         arguments=["--training-data", prepped_data],
         inputs=[prepped_data],
         compute_target=compute_target, runconfig=runconfig, allow_reuse=True)
-    return [prep, train], {"input_data": input_data}
+    return [prep, train], {"input_data": input_data, "input_data_version": input_data_version}

@@ -52,15 +52,21 @@ class BlobEventFilter:
             folders.append(f"{self.quarantine_container}/")
         return tuple(blob_subject(self.container, folder) for folder in folders)
 
+    def ignored_folder(self, name: str) -> str | None:
+        """The folder that makes a blob of the watched container never training data, if any."""
+        subject = blob_subject(self.container, name)
+        return next((prefix[len(self.subject_begins_with):] for prefix in self.subject_not_begins_with
+                     if subject.startswith(prefix)), None)
+
     def ignore(self, event_type: str, subject: str, api: str, size: int) -> str | None:
         """Why this event starts no training, or None when it may."""
         if event_type not in self.event_types:
             return f"event type {event_type} is not {' or '.join(self.event_types)}"
         if not subject.startswith(self.subject_begins_with):
             return f"{subject} is outside container {self.container!r}"
-        for prefix in self.subject_not_begins_with:
-            if subject.startswith(prefix):
-                return f"{subject} is under {prefix[len(self.subject_begins_with):]} (not training data)"
+        folder = self.ignored_folder(subject[len(self.subject_begins_with):])
+        if folder:
+            return f"{subject} is under {folder} (not training data)"
         if api not in self.apis:
             return f"api {api} does not complete a file (only {', '.join(self.apis)} do)"
         if size <= self.min_size_exclusive:

@@ -70,6 +70,10 @@ class Outcome:
 
 def data_arrived(deps: Deps, container: str, name: str, trigger: str = "blob") -> Outcome:
     """A data file landed: validate it from a bounded prefix, then submit the pipeline on it, once."""
+    folder = policy.blob_filter(deps.settings).ignored_folder(name) if container == deps.settings.incoming_container \
+        else None
+    if folder:
+        return _done(Action.IGNORED, None, f"blob {container}/{name} is under {folder}: not training data")
     try:
         info = deps.blobs.properties(container, name)
     except FileNotFoundError:
@@ -105,12 +109,13 @@ def _requested(deps: Deps, key: str, container: str, path: str) -> Outcome:
     if info is not None:
         return _with_claim(deps, key, "manual", _file_fields(info, "manual"),
                            lambda entry: _validate_and_submit(deps, entry, info, "manual"))
-    files = [b for b in listed if b.name.startswith(path + "/") and b.size > 0]
+    files = policy.training_files((b for b in listed if b.name.startswith(path + "/")), deps.settings)
     if not files:
         return _done(Action.REJECTED, None, f"no data at {container}/{path}: give an existing blob or a folder "
                      "holding CSV files", reason_code="not_found")
     return _with_claim(deps, key, "manual", {"trigger": "manual", "container": container, "data_path": path,
-                                             "files": len(files)}, lambda entry: _submit(deps, entry, path, "manual"))
+                                             "files": len(files)},
+                       lambda entry: _submit(deps, entry, path, policy.folder_fingerprint(files), "manual"))
 
 
 def _file_fields(info: BlobInfo, trigger: str) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def _validate_and_submit(deps: Deps, entry: LedgerEntry, info: BlobInfo, trigger
                                 required_columns=deps.required_columns)
     if rejection:
         return _reject_data(deps, entry, info, rejection)
-    return _submit(deps, entry, info.name, trigger, blob=info.name, etag=info.etag)
+    return _submit(deps, entry, info.name, policy.file_fingerprint(info), trigger, blob=info.name, etag=info.etag)
 
 
 def _reject_data(deps: Deps, entry: LedgerEntry, info: BlobInfo, rejection: Rejection) -> Outcome:
@@ -141,16 +146,18 @@ def _reject_data(deps: Deps, entry: LedgerEntry, info: BlobInfo, rejection: Reje
                  reason_code=rejection.reason_code, quarantine=quarantined)
 
 
-def _submit(deps: Deps, entry: LedgerEntry, data_path: str, trigger: str, *, blob: str | None = None,
-            etag: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
+def _submit(deps: Deps, entry: LedgerEntry, data_path: str, data_version: str, trigger: str, *,
+            blob: str | None = None, etag: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
     settings = deps.settings
     ref = deps.backend.ensure_published(settings.pipeline)
     run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(entry.key))    # a crashed attempt may have submitted already
     if run is None:
         tags = policy.run_tags(entry.key, trigger, ref.version, blob=blob, etag=etag)
-        run = deps.backend.submit(ref, {"input_data": data_path}, settings.experiment, tags)
+        run = deps.backend.submit(ref, {"input_data": data_path, "input_data_version": data_version},
+                                  settings.experiment, tags)
     recorded = _transition(deps, entry, State.SUBMITTED, {
         "run_id": run.run_id, "experiment": run.experiment, "run_url": run.url, "pipeline_version": ref.version,
+        "data_version": data_version,
         "pipeline_id": ref.pipeline_id, "endpoint": ref.endpoint, **(extra or {})})
     if recorded is None:        # the run's event (or reconcile) got there first: the run is recorded
         return _settled_elsewhere(deps, entry.key)
@@ -172,7 +179,7 @@ def retrain_due(deps: Deps, schedule_name: str, scheduled_time: datetime, past_d
 def _retrain_if_new_data(deps: Deps, taken: LedgerEntry) -> Outcome:
     settings, key = deps.settings, taken.key
     folder = settings.dataset_prefix.rstrip("/")
-    files = deps.blobs.list(settings.incoming_container, settings.dataset_prefix)
+    files = policy.training_files(deps.blobs.list(settings.incoming_container, settings.dataset_prefix), settings)
     newest = policy.newest_data(files)
     watermark = _watermark(deps)
     if not policy.has_new_data(newest, watermark):
@@ -181,7 +188,7 @@ def _retrain_if_new_data(deps: Deps, taken: LedgerEntry) -> Outcome:
             return _settled_elsewhere(deps, key)
         return _done(Action.NO_NEW_DATA, key, f"nothing in {settings.incoming_container}/{folder} is newer than "
                      f"{watermark.isoformat() if watermark else 'the last training'}")
-    return _submit(deps, taken, folder, "timer",
+    return _submit(deps, taken, folder, policy.folder_fingerprint(files), "timer",
                    extra={"container": settings.incoming_container, "data_path": folder,
                           "data_newest": newest, "files": len(files)})
 

@@ -31,10 +31,12 @@ def known_pipelines() -> list[str]:
     return sorted(p.stem for p in DEFINITIONS_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_definition(name: str, *, datastore: Any, compute_target: str) -> PipelineDefinition:
-    """Build the named definition's steps and parameters (imports azureml)."""
+def load_definition(name: str, *, datastore: Any, compute_target: str,
+                    intermediate_datastore: Any = None) -> PipelineDefinition:
+    """Build the named definition's steps and parameters (imports azureml). Intermediates go to
+    `intermediate_datastore` (None: the workspace default)."""
     module = _module(name)
-    steps, parameters = module.build(datastore, compute_target)
+    steps, parameters = module.build(datastore, compute_target, intermediate_datastore=intermediate_datastore)
     environment_file = getattr(module, "ENVIRONMENT_FILE", None)
     source = getattr(module, "SOURCE_DIRECTORY", None)
     env_path = Path(source) / environment_file if environment_file and source else None

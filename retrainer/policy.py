@@ -1,6 +1,7 @@
 """Pure decisions: idempotency keys, run tags, routing of run events, the quality gate, claim leases."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from retrainer.events import RunEvent
+from retrainer.filters import BlobEventFilter
 from retrainer.ports import BlobInfo, LedgerEntry, ModelRef, RunStatus, State
 from retrainer.settings import Settings
 
@@ -57,6 +59,35 @@ def key_digest(key: str) -> str:
     holding `"` cannot be looked up by itself.
     """
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+def blob_filter(settings: Settings) -> BlobEventFilter:
+    return BlobEventFilter(container=settings.incoming_container, quarantine_container=settings.quarantine_container)
+
+
+def training_files(blobs: Iterable[BlobInfo], settings: Settings) -> list[BlobInfo]:
+    """The blobs of a dataset folder a training reads: non-empty, not Azure ML's outputs nor quarantine copies."""
+    rule = blob_filter(settings)
+    return [b for b in blobs if b.size > 0 and not rule.ignored_folder(b.name)]
+
+
+def file_fingerprint(info: BlobInfo) -> str:
+    """What the data behind a path is, passed as the `input_data_version` pipeline parameter.
+
+    Azure ML reuses a step whose arguments are unchanged and does not look behind a DataPath
+    (Azure/MachineLearningNotebooks#298: "If the data is in a datastore, we would not be able to detect the
+    data change"), so the data's identity must be an argument. A file is its Content-MD5 when the service
+    recorded one (identical bytes uploaded again: the same fingerprint, the steps reused), else its ETag.
+    """
+    if info.content_md5:
+        return "md5-" + base64.b64decode(info.content_md5).hex()
+    return "etag-" + normalize_etag(info.etag)
+
+
+def folder_fingerprint(files: Iterable[BlobInfo]) -> str:
+    """A folder's fingerprint: a digest over its files' names and fingerprints (one more file: new data)."""
+    lines = sorted(f"{b.name}\t{file_fingerprint(b)}" for b in files)
+    return "files-" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:40]
 
 
 def watermark_key(pipeline: str) -> str:

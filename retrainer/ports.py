@@ -213,6 +213,10 @@ class BlobStore(Protocol):
     def download(self, container: str, name: str, destination: str) -> None:
         """Stream the blob to a local file (the local backend's DataPath resolution)."""
 
+    def upload(self, container: str, name: str, source: str) -> None:
+        """Write a local file as a blob, creating the container if needed (the local backend's PipelineData
+        outputs, placed where Azure ML places them)."""
+
 
 # ---------------------------------------------------------------- notifications
 

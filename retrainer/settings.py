@@ -46,6 +46,7 @@ class Settings:
     pipeline_endpoint: str = "diabetes-training"     # RETRAINER_PIPELINE_ENDPOINT
     experiment: str = "diabetes-retraining"          # RETRAINER_EXPERIMENT
     datastore: str = "training_data"                 # RETRAINER_DATASTORE (maps to the incoming container)
+    intermediate_datastore: str = ""                 # RETRAINER_INTERMEDIATE_DATASTORE ("": the workspace default)
     compute_target: str = "cpu-cluster"              # RETRAINER_COMPUTE_TARGET
     # model and gate
     model_name: str = "diabetes_model"               # RETRAINER_MODEL_NAME
@@ -133,6 +134,11 @@ class Settings:
                                        ("RETRAINER_AML_CLIENT_SECRET", self.aml_client_secret)):
                     if not value:
                         raise SettingsError(f"{setting} is required when RETRAINER_AML_AUTH=service_principal")
+        if self.intermediate_datastore == self.datastore:
+            raise SettingsError(
+                f"RETRAINER_INTERMEDIATE_DATASTORE must differ from RETRAINER_DATASTORE ({self.datastore!r}): Azure ML "
+                "writes a pipeline's intermediate data under azureml/ on it, into the watched container; leave it "
+                "empty for the workspace's default datastore")
 
 
 _ENV_NAMES = {f.name: "RETRAINER_" + f.name.upper() for f in fields(Settings)}

@@ -1,6 +1,6 @@
 """Pipeline step "prep": drop rows with missing values, scale the features, write data.csv for "train".
 
-    python prep_diabetes.py --input-data PATH --prepped-data DIR
+    python prep_diabetes.py --input-data PATH [--input-data-version FINGERPRINT] --prepped-data DIR
 
 PATH is a CSV file or a folder of CSV files (every usable *.csv in it, in name order, concatenated;
 unusable ones are skipped and named). Logs `raw_rows`, `processed_rows` and `skipped_files` through
@@ -95,6 +95,9 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-data", type=Path, required=True, help="a CSV file or a folder of CSV files")
+    parser.add_argument("--input-data-version", default="unversioned",
+                        help="the data's fingerprint: it changes the step's arguments, so Azure ML reruns the "
+                             "step when the data behind the same path changed")
     parser.add_argument("--prepped-data", type=Path, required=True, help="folder to write data.csv into")
     args = parser.parse_args(argv)
 

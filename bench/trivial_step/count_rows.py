@@ -8,6 +8,7 @@ from pathlib import Path
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--input-data", type=Path, required=True)
+parser.add_argument("--input-data-version", default="unversioned")   # only its value matters: step reuse
 path = parser.parse_args().input_data
 files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
 if not files or not all(f.is_file() for f in files):

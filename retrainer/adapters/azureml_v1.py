@@ -62,8 +62,7 @@ class AzureMLBackend:
         from retrainer import pipelines
 
         workspace = self._workspace()
-        definition = pipelines.load_definition(pipeline_name, datastore=self._datastore(),
-                                               compute_target=self._settings.compute_target)
+        definition = self.definition(pipeline_name)
         version = pipelines.pipeline_version(definition)
         endpoint_name = self._settings.pipeline_endpoint
         endpoint = self._find_endpoint(endpoint_name)
@@ -88,6 +87,20 @@ class AzureMLBackend:
         self._endpoints[endpoint_name] = endpoint
         return PublishedPipelineRef(name=pipeline_name, version=version, pipeline_id=published.id,
                                     endpoint=endpoint_name, newly_published=True)
+
+    def definition(self, pipeline_name: str):
+        """The definition on this workspace's datastores: the training data on RETRAINER_DATASTORE, the
+        intermediates on RETRAINER_INTERMEDIATE_DATASTORE or, unset, on the workspace default (PipelineData's
+        `datastore=None`), never on the watched container."""
+        from azureml.core import Datastore
+
+        from retrainer import pipelines
+
+        name = self._settings.intermediate_datastore
+        intermediate = _retrying(Datastore.get, self._workspace(), name) if name else None
+        return pipelines.load_definition(pipeline_name, datastore=self._datastore(),
+                                         compute_target=self._settings.compute_target,
+                                         intermediate_datastore=intermediate)
 
     def _find_endpoint(self, name: str) -> Any | None:
         """The endpoint of that name, disabled ones included, or None.

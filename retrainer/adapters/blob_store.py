@@ -107,6 +107,22 @@ class AzureBlobStore:
         finally:
             partial.unlink(missing_ok=True)
 
+    def upload(self, container: str, name: str, source: str) -> None:
+        client = self._service.get_container_client(container)
+
+        def put() -> None:
+            with open(source, "rb") as data:
+                client.upload_blob(name, data, overwrite=True)
+
+        try:
+            self._retry(put)
+        except ResourceNotFoundError:       # the container does not exist yet
+            try:
+                self._retry(client.create_container)
+            except ResourceExistsError:
+                pass
+            self._retry(put)
+
     # ---------------------------------------------------------------- helpers
 
     def _ensure_quarantine_container(self) -> None:

@@ -58,9 +58,16 @@ class LocalMLBackend:
     def definition(self, pipeline_name: str):
         from retrainer import pipelines
 
-        datastore = pipelines.local_datastore(self._settings.datastore, self._settings.incoming_container)
-        return pipelines.load_definition(pipeline_name, datastore=datastore,
-                                         compute_target=self._settings.compute_target)
+        from retrainer.adapters.local_worker import datastore_container
+
+        settings = self._settings
+        datastore = pipelines.local_datastore(settings.datastore, settings.incoming_container)
+        # As on Azure: no intermediate datastore named means the workspace's default one.
+        intermediate = (pipelines.local_datastore(settings.intermediate_datastore,
+                                                  datastore_container(settings, settings.intermediate_datastore))
+                        if settings.intermediate_datastore else None)
+        return pipelines.load_definition(pipeline_name, datastore=datastore, compute_target=settings.compute_target,
+                                         intermediate_datastore=intermediate)
 
     # -- runs
 

@@ -19,6 +19,28 @@ from retrainer.settings import Settings
 log = logging.getLogger("retrainer.local_worker")
 
 RUN_TYPE = "azureml.PipelineRun"
+DEFAULT_DATASTORE = "workspaceblobstore"    # the name Azure ML gives a workspace's default datastore
+
+
+def datastore_container(settings: Settings, datastore_name: str | None) -> str:
+    """The Azurite container a datastore stands for: RETRAINER_DATASTORE is the incoming container; any
+    other datastore (None: the workspace default) is the container of its own name."""
+    name = datastore_name or DEFAULT_DATASTORE
+    if name == settings.datastore:
+        return settings.incoming_container
+    return name.lower().replace("_", "-")
+
+
+def output_store(settings: Settings, blobs: BlobStore):
+    """`store_output` for the runner: a step's PipelineData folder written to its datastore's container,
+    where Azure ML would put it (localrun.runner.output_path_on_datastore)."""
+
+    def store(datastore_name: str | None, path_on_datastore: str, folder: Path) -> None:
+        container = datastore_container(settings, datastore_name)
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            blobs.upload(container, f"{path_on_datastore}/{file.relative_to(folder).as_posix()}", str(file))
+
+    return store
 
 
 def data_fetcher(settings: Settings, blobs: BlobStore):
@@ -119,7 +141,8 @@ class _Runner:
             result = run_pipeline(self.backend.definition(job["pipeline"]), parameters=job["parameters"],
                                   state_dir=settings.state_dir, tracking_uri=settings.mlflow_tracking_uri,
                                   experiment=job["experiment"], parent_run_id=run_id,
-                                  fetch_data=data_fetcher(settings, self.blobs))
+                                  fetch_data=data_fetcher(settings, self.blobs),
+                                  store_output=output_store(settings, self.blobs))
             status = result.status
         except Exception:
             log.exception("run %s could not run", run_id)

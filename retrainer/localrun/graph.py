@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from azureml.data.datapath import DataPath
 from azureml.pipeline.core import PipelineData
@@ -62,6 +62,7 @@ class StepNode:
     arguments: tuple[Argument, ...]
     inputs: tuple[Argument, ...]          # DataInput / Intermediate the step reads
     outputs: tuple[str, ...]              # names of the PipelineData it writes
+    output_datastores: Mapping[str, str | None]   # output name -> its datastore (None: the workspace default)
     upstream: frozenset[str]
     allow_reuse: bool
     environment: Any                       # azureml Environment or None
@@ -85,6 +86,7 @@ def describe_step(node: StepNode, *, source_digest: str) -> dict[str, Any]:
         "name": node.name, "type": node.step_type, "script": node.script_name, "source": source_digest,
         "arguments": [describe_argument(a) for a in node.arguments],
         "inputs": [describe_argument(a) for a in node.inputs], "outputs": list(node.outputs),
+        "output_datastores": dict(sorted(node.output_datastores.items())),
         "upstream": sorted(node.upstream), "allow_reuse": node.allow_reuse,
         "environment": describe_environment(node.environment),
     }
@@ -156,6 +158,8 @@ def _node(step: Any) -> StepNode:
         arguments=tuple(_argument(name, a) for a in step._arguments),
         inputs=tuple(_argument(name, i) for i in step._inputs),
         outputs=tuple(_output_name(name, o) for o in step._outputs),
+        output_datastores={o._name: o._datastore.name if o._datastore is not None else None
+                           for o in step._outputs},
         upstream=frozenset(
             [s.name for s in step.run_after_steps]
             + [p.name for p in (_producer(i) for i in step._inputs) if p is not None]),

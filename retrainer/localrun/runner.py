@@ -4,7 +4,10 @@ Layout of one run under the state folder (runs/<parent run id>/):
     steps/<step>/        the snapshot of the step's source_directory: the step's working directory, so
                          ./outputs lands here and is logged as the child run's `outputs/` artifacts
     steps/<step>.log     stdout and stderr of the step
-    data/<name>/         each PipelineData folder
+    data/<name>/         each PipelineData folder, as the step writes it (the compute's mount)
+When the caller gives `store_output`, an executed step's PipelineData folders are then written where Azure ML
+puts them: on the output's datastore (None: the workspace default) under `azureml/<step run id>/<output name>/`.
+That is Azure's surprise worth imitating: a PipelineData on the datastore of a watched container lands in it.
 A reused step gets a child run too (tag `reused_from`, the executed run's metrics, params and
 artifacts copied); downstream steps read the earlier run's output folders, nothing executes.
 """
@@ -72,13 +75,15 @@ class _Context:
     data_inputs: dict[str | None, Path]          # parameter name (None: fixed DataPath) -> local path
     fixed_paths: dict[tuple[str, str], Path]     # (datastore, path) of DataPaths without a parameter
     parameter_values: dict[str, Any]
+    store_output: Callable[[str | None, str, Path], None] | None
     outputs: dict[str, dict[str, Path]] = field(default_factory=dict)   # step -> PipelineData -> folder
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def run_pipeline(definition: Any, *, parameters: Mapping[str, Any], state_dir: Path, tracking_uri: str,
                  experiment: str, tags: Mapping[str, str] = {}, parent_run_id: str | None = None,
-                 fetch_data: Callable[[str, str], Path] | None = None, max_workers: int = 2,
+                 fetch_data: Callable[[str, str], Path] | None = None,
+                 store_output: Callable[[str | None, str, Path], None] | None = None, max_workers: int = 2,
                  step_timeout: float = 3600,
                  on_step: Callable[[StepResult], None] | None = None) -> PipelineResult:
     """Run every step of `definition` (a retrainer.pipelines.PipelineDefinition) to the end.
@@ -103,7 +108,8 @@ def run_pipeline(definition: Any, *, parameters: Mapping[str, Any], state_dir: P
     run_id = store.start_parent(experiment, definition.name,
                                 {run_store.TAG_PIPELINE: definition.name, **tags}, parent_run_id)
     context = _Context(definition.name, state_dir / "runs" / run_id, run_id, tracking_uri, step_timeout, store,
-                       DigestCache(state_dir / "digests.sqlite"), data_inputs, fixed_paths, parameter_values)
+                       DigestCache(state_dir / "digests.sqlite"), data_inputs, fixed_paths, parameter_values,
+                       store_output)
     try:
         results = _schedule(nodes, context, max_workers, on_step)
     except BaseException as error:
@@ -264,6 +270,9 @@ def _reuse_or_execute(node: StepNode, context: _Context, started: float, log_pat
     context.store.log_folder(child_id, workdir / "outputs", "outputs")
     _log_log(context, child_id, log_path)
     metrics = context.store.metrics(child_id)
+    if error is None and context.store_output is not None:
+        for name, folder in outputs.items():
+            context.store_output(node.output_datastores.get(name), output_path_on_datastore(child_id, name), folder)
     if error is None:
         context.store.set_tags(child_id, {run_store.TAG_OUTPUTS: run_store.tag_json(
             {name: str(folder) for name, folder in outputs.items()})})
@@ -311,6 +320,14 @@ def _resolve_arguments(node: StepNode, context: _Context
     for folder in outputs.values():
         folder.mkdir(parents=True, exist_ok=True)
     return command, key_form, input_digests, outputs
+
+
+def output_path_on_datastore(step_run_id: str, output_name: str) -> str:
+    """Where Azure ML writes a step's PipelineData on its datastore: `azureml/<step run id>/<output name>/`
+    (the layout a pipeline run shows in studio's output links; the datastore is PipelineData's `datastore`,
+    "if not specified, the default datastore is used":
+    https://learn.microsoft.com/python/api/azureml-pipeline-core/azureml.pipeline.core.pipelinedata)."""
+    return f"azureml/{step_run_id}/{output_name}"
 
 
 def _execute(node: StepNode, arguments: list[str], child_id: str, experiment_id: str, log_path: Path,

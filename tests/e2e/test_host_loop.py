@@ -170,6 +170,8 @@ def loop(tmp_path_factory) -> Iterator[Loop]:
             "RETRAINER_INCOMING_PATH": "incoming/{name}",
             "RETRAINER_LEDGER_TABLE": LEDGER_TABLE,
             "RETRAINER_PIPELINE": "diabetes_training",
+            # The misconfiguration Azure punishes: intermediates written into the watched container (issue 7).
+            "RETRAINER_INTERMEDIATE_DATASTORE": "incoming",
             "RETRAINER_EXPERIMENT": EXPERIMENT,
             "RETRAINER_MODEL_NAME": MODEL,
             "RETRAINER_SCHEDULE": "0 0 0 1 1 *",            # the timers stay out of the way
@@ -247,6 +249,16 @@ def test_a_dropped_file_becomes_a_registered_model_and_a_notification(loop: Loop
     assert len(notification) == 1
     assert notification[0]["data"]["model_version"] == 1
     assert notification[0]["data"]["run_id"] == first["run_id"]
+
+
+def test_intermediate_data_in_the_watched_container_starts_no_run(loop: Loop, first: dict) -> None:
+    """PipelineData lands where Azure ML puts it, under azureml/ of its datastore, here the watched container;
+    the intake ignores it by rule, so one file stays one run."""
+    outputs = [b.name for b in loop.blobs.get_container_client("incoming").list_blobs(name_starts_with="azureml/")]
+    assert any(name.endswith("/prepped_data/data.csv") for name in outputs), outputs
+    settle(loop)
+    assert [r.info.run_id for r in loop.pipeline_runs()] == [first["run_id"]]
+    assert all(not r.get("blob", "").startswith("azureml/") for r in loop.rows())
 
 
 def test_the_same_file_again_makes_no_second_run(loop: Loop, first: dict) -> None:

@@ -134,3 +134,36 @@ def test_service_uri_with_a_credential(azurite, service, container, quarantine_c
     assert store.properties(container, "diabetes.csv").size == len(CSV)
     assert store.quarantine(container, "diabetes.csv", "too large") == f"{container}/diabetes.csv"
 
+
+
+def test_the_data_fingerprint_follows_the_bytes_when_the_service_keeps_an_md5(service, container, store):
+    """A Put Blob records Content-MD5, so identical bytes uploaded again keep their fingerprint (Azure ML may
+    reuse the steps); a block list records none, so every commit is new data by its ETag."""
+    from retrainer import policy
+
+    blob = service.get_blob_client(container, "a.csv")
+    blob.upload_blob(CSV[:1000])
+    first = store.properties(container, "a.csv")
+    blob.upload_blob(CSV[:1000], overwrite=True)
+    again = store.properties(container, "a.csv")
+    blob.upload_blob(CSV[:1001], overwrite=True)
+    changed = store.properties(container, "a.csv")
+    assert first.etag != again.etag and first.content_md5
+    assert policy.file_fingerprint(again) == policy.file_fingerprint(first) != policy.file_fingerprint(changed)
+
+    staged = service.get_blob_client(container, "b.csv")
+    staged.stage_block("b1", CSV[:500])
+    staged.commit_block_list(["b1"])
+    committed = store.properties(container, "b.csv")
+    assert committed.content_md5 is None and policy.file_fingerprint(committed).startswith("etag-")
+
+
+def test_upload_writes_a_file_and_creates_its_container(service, store, tmp_path):
+    source = tmp_path / "data.csv"
+    source.write_bytes(CSV[:100])
+    target = "workspace" + uuid.uuid4().hex[:10]
+
+    store.upload(target, "azureml/run1/prepped_data/data.csv", str(source))
+
+    downloaded = service.get_blob_client(target, "azureml/run1/prepped_data/data.csv").download_blob().readall()
+    assert downloaded == CSV[:100]

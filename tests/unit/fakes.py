@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import threading
 from dataclasses import replace
@@ -102,9 +104,12 @@ class FakeBlobStore:
         self.quarantined: dict[str, str] = {}     # copy name -> reason
         self.prefix_reads: list[int] = []         # max_bytes of every read_prefix
 
-    def put(self, container: str, name: str, data: bytes, last_modified: datetime | None = None) -> BlobInfo:
+    def put(self, container: str, name: str, data: bytes, last_modified: datetime | None = None, *,
+            content_md5: bool = True) -> BlobInfo:
+        """`content_md5`: whether the service recorded one (it does for a Put Blob, not for a block list)."""
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode() if content_md5 else None
         info = BlobInfo(container, name, len(data), f'"0x8DC{next(self._versions):011X}"',
-                        last_modified or self._clock())
+                        last_modified or self._clock(), md5)
         self._blobs[(container, name)] = (data, info)
         return info
 
@@ -130,6 +135,10 @@ class FakeBlobStore:
     def download(self, container: str, name: str, destination: str) -> None:
         with open(destination, "wb") as file:
             file.write(self._data(container, name))
+
+    def upload(self, container: str, name: str, source: str) -> None:
+        with open(source, "rb") as file:
+            self.put(container, name, file.read())
 
     def exists(self, container: str, name: str) -> bool:
         return (container, name) in self._blobs

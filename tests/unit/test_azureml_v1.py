@@ -242,6 +242,18 @@ def test_workspace_is_looked_up_once_per_backend(sdk):
 
 # ---------------------------------------------------------------- publishing
 
+def test_intermediates_go_to_the_workspace_default_datastore_unless_one_is_named(sdk):
+    from retrainer.localrun.graph import read_graph
+
+    default = AzureMLBackend(settings()).definition("diabetes_training")
+    sdk.Datastore.get.side_effect = lambda workspace, name: pipelines.local_datastore(name, "scratch")
+    named = AzureMLBackend(settings(intermediate_datastore="scratch_store")).definition("diabetes_training")
+
+    assert read_graph(default.steps)[0].output_datastores == {"prepped_data": None}
+    assert read_graph(named.steps)[0].output_datastores == {"prepped_data": "scratch_store"}
+    sdk.Datastore.get.assert_any_call(sdk.workspace, "scratch_store")
+
+
 def endpoint_listing(sdk) -> None:
     """The one way the adapter looks an endpoint up: a listing with the disabled ones."""
     sdk.PipelineEndpoint.list.assert_called_once_with(workspace=sdk.workspace, active_only=False, max_results=1000)

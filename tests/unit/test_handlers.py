@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -53,8 +54,9 @@ def test_a_good_file_is_submitted_once_with_its_path_and_tags(deps):
 
     assert outcome.action == Action.SUBMITTED
     [(parameters, tags)] = deps.backend.submissions
-    assert parameters == {"input_data": "2026/diabetes.csv"}
-    etag = deps.blobs.properties("incoming", "2026/diabetes.csv").etag.strip('"')
+    info = deps.blobs.properties("incoming", "2026/diabetes.csv")
+    assert parameters == {"input_data": "2026/diabetes.csv", "input_data_version": policy.file_fingerprint(info)}
+    etag = info.etag.strip('"')
     key = f"blob:incoming/2026/diabetes.csv@{etag}"
     assert tags == {"retrainer.key": key, "retrainer.key_sha": policy.key_digest(key), "retrainer.trigger": "blob",
                     "retrainer.app": "retrainer", "retrainer.pipeline_version": deps.backend.ref.version,
@@ -574,7 +576,7 @@ def test_a_tick_retrains_on_the_dataset_folder_only_when_it_has_newer_data(deps)
     first = tick(deps)
     assert first.action == Action.SUBMITTED
     [(parameters, tags)] = deps.backend.submissions
-    assert parameters == {"input_data": "dataset"} and tags["retrainer.trigger"] == "timer"
+    assert parameters["input_data"] == "dataset" and tags["retrainer.trigger"] == "timer"
     deps.backend.finish(first.detail["run_id"], metrics={"AUC": 0.9})
     handlers.run_finished(deps, run_event(first.detail["run_id"], first.key))
 
@@ -588,6 +590,36 @@ def test_a_tick_retrains_on_the_dataset_folder_only_when_it_has_newer_data(deps)
     assert nothing_new.action == Action.NO_NEW_DATA
     assert new_data.action == Action.SUBMITTED
     assert len(deps.backend.submissions) == 2
+
+
+def test_azure_ml_outputs_in_the_dataset_folder_are_not_new_data(deps):
+    """Azure ML writes PipelineData under azureml/ on its datastore: that must never look like new data."""
+    deps.settings = replace(deps.settings, dataset_prefix="")
+    deps.blobs.put("incoming", "a.csv", GOOD)
+    first = tick(deps)
+    deps.backend.finish(first.detail["run_id"], metrics={"AUC": 0.9})
+    handlers.run_finished(deps, run_event(first.detail["run_id"], first.key))
+
+    deps.clock.advance(days=1)
+    deps.blobs.put("incoming", "azureml/0123/prepped_data/data.csv", GOOD)
+
+    assert tick(deps).action == Action.NO_NEW_DATA
+
+
+def test_every_change_of_the_data_changes_its_fingerprint_and_nothing_else_does(deps):
+    """input_data_version decides Azure ML's step reuse: new data must rerun the steps, the same data need not."""
+    first = deps.blobs.put("incoming", "d/a.csv", GOOD)
+    overwritten = deps.blobs.put("incoming", "d/a.csv", GOOD + b"6,148,72,35,0,33.6,0.627,50,1\n")
+    same_bytes_again = deps.blobs.put("incoming", "d/a.csv", GOOD)
+    block_list = deps.blobs.put("incoming", "d/a.csv", GOOD, content_md5=False)   # no MD5: the ETag decides
+    block_list_again = deps.blobs.put("incoming", "d/a.csv", GOOD, content_md5=False)
+    b = deps.blobs.put("incoming", "d/b.csv", GOOD)
+
+    assert policy.file_fingerprint(overwritten) != policy.file_fingerprint(first)
+    assert policy.file_fingerprint(same_bytes_again) == policy.file_fingerprint(first)
+    assert policy.file_fingerprint(block_list_again) != policy.file_fingerprint(block_list)
+    assert policy.folder_fingerprint([first, b]) != policy.folder_fingerprint([first])
+    assert policy.folder_fingerprint([first, b]) == policy.folder_fingerprint([b, same_bytes_again])
 
 
 def test_a_failed_training_does_not_move_the_watermark(deps):
@@ -618,16 +650,17 @@ def test_a_requested_retrain_of_a_file_is_validated_and_submitted(deps):
 
     assert outcome.action == Action.SUBMITTED and outcome.key.startswith("manual:")
     [(parameters, tags)] = deps.backend.submissions
-    assert parameters == {"input_data": "lab/diabetes.csv"} and tags["retrainer.trigger"] == "manual"
+    assert parameters["input_data"] == "lab/diabetes.csv" and tags["retrainer.trigger"] == "manual"
 
 
 def test_a_requested_retrain_of_a_folder_is_submitted(deps):
-    deps.blobs.put("incoming", "lab/a.csv", GOOD)
+    a = deps.blobs.put("incoming", "lab/a.csv", GOOD)
 
     outcome = handlers.retrain_requested(deps, "incoming/lab/")
 
     assert outcome.action == Action.SUBMITTED
-    assert deps.backend.submissions[0][0] == {"input_data": "lab"}
+    assert deps.backend.submissions[0][0] == {"input_data": "lab",
+                                              "input_data_version": policy.folder_fingerprint([a])}
 
 
 def test_a_requested_retrain_of_a_bad_file_is_rejected_like_a_blob(deps):

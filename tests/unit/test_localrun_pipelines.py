@@ -22,7 +22,7 @@ def load():
 def test_the_lab_pipeline_is_prep_then_train_on_a_mounted_data_path():
     from azureml.data.datapath import DataPath
 
-    from retrainer.localrun.graph import DataInput, Intermediate, read_graph
+    from retrainer.localrun.graph import DataInput, Intermediate, Parameter, read_graph
 
     definition = load()
     prep, train = read_graph(definition.steps)
@@ -30,7 +30,10 @@ def test_the_lab_pipeline_is_prep_then_train_on_a_mounted_data_path():
     assert (prep.name, prep.script_name, train.name, train.script_name) == (
         "prep", "prep_diabetes.py", "train", "train_diabetes.py")
     assert prep.arguments == ("--input-data", DataInput("input_data", "training_data", "diabetes.csv", "mount"),
+                              "--input-data-version", Parameter("input_data_version", "unversioned"),
                               "--prepped-data", Intermediate("prepped_data", "prep"))
+    # the intermediate stays off the watched datastore: the workspace default, unless one is named
+    assert prep.output_datastores == {"prepped_data": None}
     assert train.arguments == ("--training-data", Intermediate("prepped_data", "prep"))
     assert prep.allow_reuse and train.allow_reuse
     assert prep.source_directory == ROOT / "step_scripts"
@@ -38,6 +41,16 @@ def test_the_lab_pipeline_is_prep_then_train_on_a_mounted_data_path():
     assert isinstance(definition.parameters["input_data"].default_value, DataPath)
     assert definition.environment_file == ROOT / "step_scripts" / "environment.yml"
     assert [s._compute_target for s in definition.steps] == ["cpu-cluster", "cpu-cluster"]
+
+
+def test_intermediates_go_to_the_named_datastore_and_change_the_version():
+    from retrainer.localrun.graph import read_graph
+
+    scratch = load_definition("diabetes_training", datastore=local_datastore("training_data", "incoming"),
+                              compute_target="cpu-cluster", intermediate_datastore=local_datastore("scratch", "s"))
+    prep, _ = read_graph(scratch.steps)
+    assert prep.output_datastores == {"prepped_data": "scratch"}
+    assert pipeline_version(scratch) != pipeline_version(load())
 
 
 def test_required_columns_are_read_without_importing_azureml():

@@ -53,3 +53,9 @@ def test_a_webhook_url_shows_only_its_origin():
     settings = Settings.from_env({
         "RETRAINER_NOTIFY_WEBHOOK_URL": "https://user:pw-secret@hooks.example/services/T0/B0/token-secret?code=k"})
     assert settings.public()["notify_webhook_url"] == "https://hooks.example"
+
+
+def test_intermediates_on_the_watched_datastore_are_refused_at_start():
+    with pytest.raises(SettingsError, match="RETRAINER_INTERMEDIATE_DATASTORE must differ from RETRAINER_DATASTORE"):
+        Settings.from_env({"RETRAINER_DATASTORE": "training_data", "RETRAINER_INTERMEDIATE_DATASTORE": "training_data"})
+    assert Settings.from_env({"RETRAINER_INTERMEDIATE_DATASTORE": "scratch"}).intermediate_datastore == "scratch"
