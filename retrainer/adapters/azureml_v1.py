@@ -308,8 +308,17 @@ class AzureMLBackend:
         return self._workspace_object
 
     def _auth(self) -> Any:
-        from azureml.core.authentication import (AzureCliAuthentication, MsiAuthentication,
-                                                 ServicePrincipalAuthentication)
+        """The workspace's authentication. Managed identity goes through azure-identity, not `MsiAuthentication`:
+        that one uses msrestazure's MSI_ENDPOINT/MSI_SECRET protocol (api-version 2017-09-01) and falls back to
+        the VM metadata endpoint (msrestazure/azure_active_directory.py, get_msi_token_webapp / MSIAuthentication),
+        while App Service and Functions document IDENTITY_ENDPOINT/IDENTITY_HEADER with api-version 2019-08-01,
+        MSI_* being aliases of the older protocol only
+        (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
+        azure-identity's ManagedIdentityCredential reads IDENTITY_ENDPOINT/IDENTITY_HEADER
+        (azure/identity/_credentials/app_service.py) and the other hosts' protocols.
+        """
+        from azureml.core.authentication import (AzureCliAuthentication, ServicePrincipalAuthentication,
+                                                 TokenAuthentication)
 
         s = self._settings
         if s.aml_auth == "service_principal":
@@ -317,9 +326,16 @@ class AzureMLBackend:
                                                   service_principal_password=s.aml_client_secret)
         if s.aml_auth == "cli":
             return AzureCliAuthentication()
-        if s.aml_client_id:   # a user-assigned identity
-            return MsiAuthentication(identity_config={"client_id": s.aml_client_id})
-        return MsiAuthentication()
+        if s.aml_auth == "default":
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=s.aml_client_id)
+        else:
+            from azure.identity import ManagedIdentityCredential
+
+            # a client id names a user-assigned identity; without one, the system-assigned identity
+            credential = ManagedIdentityCredential(client_id=s.aml_client_id)
+        return TokenAuthentication(get_token_for_audience=_token_for_audience(credential))
 
     def _datastore(self) -> Any:
         if self._datastore_object is None:
@@ -334,6 +350,17 @@ class AzureMLBackend:
 def anchor_run_id(experiment: str, digest: str) -> str:
     """The anchor run's id: one per key and experiment (run ids are unique across the workspace)."""
     return "retrainer_" + hashlib.sha256(f"{experiment}\n{digest}".encode("utf-8")).hexdigest()[:40]
+
+
+def _token_for_audience(credential: Any) -> Callable[[str], str]:
+    """TokenAuthentication's callback: it passes an ADAL resource (ARM's or Azure ML's) and wants the bearer
+    token string (azureml/core/authentication.py, TokenAuthentication._get_aad_token). A resource becomes
+    an MSAL scope by appending "/.default", trailing slash kept (azureml/_vendor/azure_cli_core/auth/util.py,
+    resource_to_scopes)."""
+    def get_token_for_audience(resource: str) -> str:
+        return credential.get_token(resource + "/.default").token
+
+    return get_token_for_audience
 
 
 def _first_child(anchor: Any) -> Any | None:

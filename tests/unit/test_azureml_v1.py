@@ -6,14 +6,18 @@ The pipeline definition, its version hash, DataPath and the datastore object are
 from __future__ import annotations
 
 from pathlib import Path
-from unittest.mock import create_autospec
+from unittest.mock import create_autospec, patch
 
 import pytest
 import requests
+from azure.core.credentials import AccessToken
+from azure.identity import ManagedIdentityCredential
 from azureml._restclient import models as run_history_models
 from azureml._restclient.exceptions import ServiceException
 from azureml._restclient.models.error_response import ErrorResponseException as RunHistoryErrorResponse
 from azureml.core import Experiment, Model, Run, Workspace
+from azureml.core import authentication
+from azureml.core.authentication import TokenAuthentication
 from azureml.data.datapath import DataPath
 from azureml.pipeline.core import Pipeline, PipelineEndpoint, PipelineRun, PublishedPipeline, StepRun
 from azureml.pipeline.core.pipeline_endpoint import PipelineIdVersion
@@ -111,7 +115,9 @@ PATCHED = {   # the azureml names the adapter looks up, where it looks them up
     "Model": "azureml.core.Model",
     "Pipeline": "azureml.pipeline.core.Pipeline",
     "PipelineEndpoint": "azureml.pipeline.core.PipelineEndpoint",
-    "MsiAuthentication": "azureml.core.authentication.MsiAuthentication",
+    "TokenAuthentication": "azureml.core.authentication.TokenAuthentication",
+    "ManagedIdentityCredential": "azure.identity.ManagedIdentityCredential",
+    "DefaultAzureCredential": "azure.identity.DefaultAzureCredential",
     "ServicePrincipalAuthentication": "azureml.core.authentication.ServicePrincipalAuthentication",
     "AzureCliAuthentication": "azureml.core.authentication.AzureCliAuthentication",
 }
@@ -219,17 +225,46 @@ def test_workspace_uses_service_principal_from_settings(sdk):
     assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.ServicePrincipalAuthentication.return_value
 
 
-def test_workspace_uses_user_assigned_managed_identity_when_client_id_is_set(sdk):
+def test_workspace_uses_user_assigned_managed_identity_through_azure_identity(sdk):
+    """Issue 7 item 3: not MsiAuthentication (msrestazure's MSI_ENDPOINT/MSI_SECRET, api-version 2017-09-01),
+    but TokenAuthentication over azure-identity's ManagedIdentityCredential, which speaks the
+    IDENTITY_ENDPOINT/IDENTITY_HEADER protocol App Service and Functions document."""
     AzureMLBackend(settings(aml_auth="msi", aml_client_id="identity-client-id")).current_model("m")
 
-    sdk.MsiAuthentication.assert_called_once_with(identity_config={"client_id": "identity-client-id"})
-    assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.MsiAuthentication.return_value
+    sdk.ManagedIdentityCredential.assert_called_once_with(client_id="identity-client-id")
+    sdk.TokenAuthentication.assert_called_once()
+    assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.TokenAuthentication.return_value
 
 
 def test_workspace_uses_system_assigned_managed_identity_without_client_id(sdk):
     AzureMLBackend(settings(aml_auth="msi")).current_model("m")
 
-    sdk.MsiAuthentication.assert_called_once_with()
+    sdk.ManagedIdentityCredential.assert_called_once_with(client_id=None)
+
+
+def test_default_auth_is_default_azure_credential_with_the_user_assigned_identity(sdk):
+    AzureMLBackend(settings(aml_auth="default", aml_client_id="identity-client-id")).current_model("m")
+
+    sdk.DefaultAzureCredential.assert_called_once_with(managed_identity_client_id="identity-client-id")
+    sdk.ManagedIdentityCredential.assert_not_called()
+    assert sdk.Workspace.get.call_args.kwargs["auth"] is sdk.TokenAuthentication.return_value
+
+
+def test_the_token_callback_gives_azureml_the_managed_identity_token_for_the_audience_it_asks(sdk):
+    """The real TokenAuthentication calls the callback with an ADAL resource and uses the string it returns
+    (azureml/core/authentication.py TokenAuthentication._get_aad_token); the credential gets the MSAL scope."""
+    credential = create_autospec(ManagedIdentityCredential, instance=True)
+    credential.get_token.return_value = AccessToken("arm-token", 4102444800)
+    sdk.ManagedIdentityCredential.return_value = credential
+
+    AzureMLBackend(settings(aml_auth="msi")).current_model("m")
+
+    callback = sdk.TokenAuthentication.call_args.kwargs["get_token_for_audience"]
+    with patch.object(authentication, "TokenAuthentication", TokenAuthentication):   # the real class
+        auth = TokenAuthentication(get_token_for_audience=callback)
+        assert auth.get_token() == "arm-token"
+    resource = auth._cloud_type.endpoints.active_directory_resource_id      # e.g. https://management.core.windows.net/
+    credential.get_token.assert_called_once_with(resource + "/.default")
 
 
 def test_workspace_is_looked_up_once_per_backend(sdk):
