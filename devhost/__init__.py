@@ -3,11 +3,13 @@
 `DevHost("function_app:app").start()` (or `python -m retrainer host`) indexes the FunctionApp once and serves:
 - blob triggers: container scans every DEVHOST_POLL_INTERVAL s, receipts under azure-webjobs-hosts/blobreceipts,
   poison after host.json poisonBlobThreshold failures (queue webjobs-blobtrigger-poison); with
-  source="EventGrid" also POST /runtime/webhooks/blobs?functionName=NAME;
+  source="EventGrid" also POST /runtime/webhooks/blobs?functionName=Host.Functions.NAME (any other id: 202,
+  dropped, as the blobs extension does);
 - queue triggers: Azurite queues polled as host.json extensions.queues says (visibility timeout, dequeue count,
   `<queue>-poison`); queue output bindings (func.Out) write base64 messages;
 - timer triggers: NCRONTAB in UTC, status blobs azure-webjobs-hosts/timers/<hostId>/<functionId>/status;
-- Event Grid triggers: POST /runtime/webhooks/eventgrid?functionName=NAME (header aeg-event-type);
+- Event Grid triggers: POST /runtime/webhooks/eventgrid?functionName=NAME (the bare name, exactly; header
+  aeg-event-type); neither webhook filters events;
 - HTTP triggers: /api/<route>; POST /admin/functions/<name> with body {"input": "..."} runs any other function;
 - a notification sink: POST/GET /sink/events (JSON lines in DEVHOST_STATE_DIR/sink-events.jsonl).
 Keys (`code` query parameter or x-functions-key header): DEVHOST_MASTER_KEY (any level), DEVHOST_FUNCTION_KEY,

@@ -2,8 +2,10 @@
 header, the SubscriptionValidation handshake, and batches in Event Grid or CloudEvents 1.0 schema."""
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 VALIDATION, NOTIFICATION, DELETION = "SubscriptionValidation", "Notification", "SubscriptionDeletion"
 
@@ -39,22 +41,25 @@ def validation_response(events: list[dict[str, Any]]) -> dict[str, str]:
     return {"validationResponse": code}
 
 
-# Storage APIs whose BlobCreated means "a complete file is there" (not a staged block, not a directory).
-FILE_COMPLETE_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"})
-
-
-def blob_created(event: dict[str, Any]) -> tuple[str, str] | None:
-    """(container, blob name) of a BlobCreated event that completes a non-empty file; None for any other
-    event (another type, a partial write, a zero-byte blob)."""
-    kind = event.get("eventType") or event.get("type")
-    if kind != "Microsoft.Storage.BlobCreated":
-        return None
+def blob_path(event: dict[str, Any]) -> tuple[str, str]:
+    """(container, blob name) of a storage event, from `data.url` as the blobs extension reads it
+    (GetBlobTriggerMessage: BlobUriBuilder, where an IP or localhost host means a path-style URL that starts
+    with the account), whatever the event's type, api or size."""
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    if data.get("api") not in FILE_COMPLETE_APIS or not data.get("contentLength"):
-        return None
-    subject = event.get("subject") or ""
-    marker = "/containers/"
-    container, separator, name = subject.partition(marker)[2].partition("/blobs/")
-    if not separator or not container or not name:
-        raise BadDelivery(f"BlobCreated subject {subject!r} is not '/blobServices/default/containers/<c>/blobs/<name>'")
-    return container, name
+    url = data.get("url")
+    split = urlsplit(url) if isinstance(url, str) else None
+    path_style = split is not None and (split.hostname == "localhost" or _is_ip(split.hostname or ""))
+    parts = split.path.lstrip("/").split("/", 2 if path_style else 1) if split else []
+    parts = parts[1:] if path_style else parts
+    if len(parts) != 2 or not all(parts):
+        raise BadDelivery(f"event {event.get('id')!r}: data.url {url!r} does not name a blob "
+                          "(https://<account>.blob.core.windows.net/<container>/<blob>)")
+    return unquote(parts[0]), unquote(parts[1])
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

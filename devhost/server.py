@@ -66,7 +66,10 @@ def _route_regex(template: str) -> re.Pattern:
 class Endpoints:
     def __init__(self, specs: Iterable[FunctionSpec], settings: HostSettings, invoker: Invoker,
                  blob_triggers: BlobTriggers, timers: Timers, *, route_prefix: str = "api") -> None:
-        self._specs = {s.name.lower(): s for s in specs}
+        specs = list(specs)
+        self._specs = {s.name.lower(): s for s in specs}     # the admin API ignores case
+        self._functions_by_name = {s.name: s for s in specs}
+        self._functions_by_id = {s.function_id: s for s in specs}
         self._routes = [HttpRoute.of(s) for s in self._specs.values() if s.trigger_type == "httpTrigger"]
         self._settings, self._invoker, self._blobs, self._timers = settings, invoker, blob_triggers, timers
         self._route_prefix = route_prefix
@@ -96,9 +99,18 @@ class Endpoints:
 
     # --- Event Grid trigger
     async def eventgrid_webhook(self, request: Request) -> Response:
-        spec, refusal = self._webhook_target(request, "eventGridTrigger")
-        if refusal:
-            return refusal
+        """The Event Grid extension's webhook: `functionName` is the bare function name, matched exactly
+        (EventGridExtensionConfigProvider keeps its listeners in a case-sensitive dictionary under
+        Descriptor.ShortName.Split('.').Last(), so `Host.Functions.NAME` is 404 there as here). Every event is
+        passed on: the extension filters nothing; one invocation per event, all run, then 202 or 500."""
+        if not self._authorized(request, "system"):
+            return _unauthorized()
+        name = request.query_params.get("functionName", "")
+        spec = self._functions_by_name.get(name)
+        if spec is None or spec.trigger_type != "eventGridTrigger":
+            hint = (f" (the Event Grid webhook takes the bare function name: functionName={name.rsplit('.', 1)[-1]})"
+                    if name.startswith("Host.Functions.") else "")
+            return _error(404, f"cannot find function: {name!r}{hint}")
         events, answer = await self._notification(request)
         if answer:
             return answer
@@ -112,18 +124,25 @@ class Endpoints:
 
     # --- blob trigger with source="EventGrid"
     async def blob_webhook(self, request: Request) -> Response:
-        spec, refusal = self._webhook_target(request, "blobTrigger")
-        if refusal:
-            return refusal
-        if not self._blobs.accepts_events(spec.name):
-            return _error(404, f"function {spec.name!r} is not a blob trigger with source=\"EventGrid\"")
+        """The blobs extension's webhook (BlobsExtensionConfigProvider.ConvertAsync): `functionName` is taken as
+        the function id, `Host.Functions.NAME`, matched exactly. Every event is accepted (202) without looking at
+        its type, api or size; an id no blob trigger has is dropped later, silently but for a log line
+        (BlobQueueTriggerExecutor: FunctionNotFound), so the bare name answers 202 and runs nothing."""
+        if not self._authorized(request, "system"):
+            return _unauthorized()
+        function_id = request.query_params.get("functionName", "")
         events, answer = await self._notification(request)
         if answer:
             return answer
         try:
-            created = [c for c in map(eventgrid.blob_created, events) if c]
+            created = [eventgrid.blob_path(event) for event in events]
         except eventgrid.BadDelivery as error:
             return _error(400, str(error))
+        spec = self._functions_by_id.get(function_id)
+        if spec is None or not self._blobs.accepts_events(spec.name):
+            log.warning("blobs webhook: no blob trigger with id %r (it must be Host.Functions.<name>): %d event(s) "
+                        "dropped, as the blobs extension does", function_id, len(created))
+            return Response(status_code=202)
         for container, name in created:
             await run_in_threadpool(self._blobs.blob_created, spec.name, container, name)
         return Response(status_code=202)
@@ -144,15 +163,6 @@ class Endpoints:
         if kind == eventgrid.DELETION:
             return [], Response(status_code=202)
         return events, None
-
-    def _webhook_target(self, request: Request, trigger_type: str) -> tuple[Any, Response | None]:
-        if not self._authorized(request, "system"):
-            return None, _error(401, "a valid key is required: `code` query parameter or x-functions-key header")
-        name = request.query_params.get("functionName", "")
-        spec = self._specs.get(name.lower())
-        if spec is None or spec.trigger_type != trigger_type:
-            return None, _error(404, f"no {trigger_type} function named {name!r}")
-        return spec, None
 
     # --- HTTP triggers
     async def http_trigger(self, request: Request) -> Response:
@@ -257,6 +267,10 @@ def _http_response(result: Any) -> Response:
     if result is None:
         return Response(status_code=204)
     return Response(result if isinstance(result, bytes) else str(result), media_type="text/plain")
+
+
+def _unauthorized() -> Response:
+    return _error(401, "a valid key is required: `code` query parameter or x-functions-key header")
 
 
 def _error(status: int, message: str) -> Response:

@@ -103,7 +103,7 @@ def blob_created(container: str, name: str) -> dict:
                      "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}"}}
 
 
-def test_blob_created_events_on_the_blobs_webhook_trigger_the_function(env, tmp_path):
+def test_blob_created_events_on_the_blobs_webhook_trigger_the_function_named_by_its_id(env, tmp_path):
     folder = app_folder(tmp_path, IN_CONTAINER="pushed")
     container = BlobServiceClient.from_connection_string(env).get_container_client("pushed")
     # A poll interval far beyond the test: only the webhook can trigger the function.
@@ -111,15 +111,17 @@ def test_blob_created_events_on_the_blobs_webhook_trigger_the_function(env, tmp_
         container.upload_blob("x.csv", b"pushed")
         url = f"{running.base_url}/runtime/webhooks/blobs"
         notification = {"aeg-event-type": "Notification"}
-        params = {"functionName": "on_blob", "code": EVENTGRID_KEY}
+        params = {"functionName": "Host.Functions.on_blob", "code": EVENTGRID_KEY}
         handshake = httpx.post(url, params=params, headers={"aeg-event-type": "SubscriptionValidation"},
                                json=[{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
                                       "subject": "", "data": {"validationCode": "abc-123"}}])
         assert handshake.status_code == 200 and handshake.json() == {"validationResponse": "abc-123"}
         assert httpx.post(url, params={"functionName": "on_blob"}, headers=notification,
                           json=[blob_created("pushed", "x.csv")]).status_code == 401
-        assert httpx.post(url, params={**params, "functionName": "tick"}, headers=notification,
-                          json=[blob_created("pushed", "x.csv")]).status_code == 404
+        # As the blobs extension: any other function id (the bare name too) is accepted and dropped.
+        for other in ("on_blob", "Host.Functions.tick", "Host.Functions.nothing"):
+            assert httpx.post(url, params={**params, "functionName": other}, headers=notification,
+                              json=[blob_created("pushed", "x.csv")]).status_code == 202
         response = httpx.post(url, params=params, headers=notification, json=[blob_created("pushed", "x.csv")])
         assert response.status_code == 202
         processed(folder, "x.csv")

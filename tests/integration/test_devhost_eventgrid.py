@@ -118,6 +118,9 @@ def test_no_or_a_wrong_key_is_401_and_nothing_runs(running, params):
 def test_unknown_function_is_404(running):
     devhost, _ = running
     assert deliver(webhook(devhost, function="no_such_function", code=EVENTGRID_KEY), [event("x")]) == 404
+    # The Event Grid extension knows its functions by their bare name, exactly.
+    assert deliver(webhook(devhost, function="Host.Functions.on_event", code=EVENTGRID_KEY), [event("x")]) == 404
+    assert deliver(webhook(devhost, function="On_Event", code=EVENTGRID_KEY), [event("x")]) == 404
     # a function that exists but is not an Event Grid trigger is not one either
     assert deliver(webhook(devhost, function="hello", code=EVENTGRID_KEY), [event("x")]) == 404
 

@@ -1,25 +1,30 @@
-"""The dev host's reading of BlobCreated posts: only a completed, non-empty file triggers."""
+"""The blobs webhook reads a storage event's blob from data.url, as the blobs extension does, and filters
+nothing: partial writes, zero-byte blobs and other event types are all passed on."""
 import pytest
 
-from devhost.eventgrid import blob_created
-
-SUBJECT = "/blobServices/default/containers/incoming/blobs/2026/diabetes.csv"
+from devhost.eventgrid import BadDelivery, blob_path
 
 
-def event(**data):
-    return {"eventType": "Microsoft.Storage.BlobCreated", "subject": SUBJECT,
-            "data": {"api": "PutBlob", "contentLength": 524288, **data}}
+def event(url, **data):
+    return {"id": "e", "eventType": "Microsoft.Storage.BlobCreated",
+            "subject": "/blobServices/default/containers/incoming/blobs/2026/diabetes.csv",
+            "data": {"api": "PutBlob", "contentLength": 524288, "url": url, **data}}
 
 
-@pytest.mark.parametrize("api", ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"])
-def test_a_file_completing_api_triggers(api):
-    assert blob_created(event(api=api)) == ("incoming", "2026/diabetes.csv")
+@pytest.mark.parametrize("url", ["https://acct.blob.core.windows.net/incoming/2026/diabetes.csv",
+                                 "http://127.0.0.1:10000/devstoreaccount1/incoming/2026/diabetes.csv",
+                                 "http://localhost:10000/devstoreaccount1/incoming/2026/diabetes.csv"])
+def test_the_blob_comes_from_the_url_in_either_url_style(url):
+    assert blob_path(event(url)) == ("incoming", "2026/diabetes.csv")
 
 
-@pytest.mark.parametrize("data", [{"api": "CreateFile"}, {"api": "PutBlock"}, {"contentLength": 0}])
-def test_a_partial_write_or_a_zero_byte_blob_does_not(data):
-    assert blob_created(event(**data)) is None
+@pytest.mark.parametrize("data", [{"api": "CreateFile", "contentLength": 0}, {"api": "PutBlock"},
+                                  {"api": "SftpCreate"}, {"contentLength": 0}])
+def test_no_api_or_size_is_filtered_out(data):
+    assert blob_path(event("https://acct.blob.core.windows.net/incoming/a%20b.csv", **data)) == ("incoming", "a b.csv")
 
 
-def test_other_event_types_are_not_blob_creations():
-    assert blob_created({"eventType": "Microsoft.Storage.BlobDeleted", "subject": SUBJECT, "data": {}}) is None
+@pytest.mark.parametrize("url", [None, "https://acct.blob.core.windows.net/incoming", "not a url"])
+def test_an_event_without_a_blob_url_is_a_bad_delivery(url):
+    with pytest.raises(BadDelivery):
+        blob_path(event(url))
