@@ -229,7 +229,11 @@ class AzureMLBackend:
         workspace = self._workspace()
         run = _retrying(Run.get, workspace, run_id)       # a PipelineRun for a pipeline run id
         details = _retrying(run.get_details)
-        steps = [self._step_info(step) for step in _retrying(lambda: list(run.get_steps()))]
+        # Not get_steps(): it rehydrates an `azureml.ReusedStepRun` child as the run it reused, by that run's id
+        # (azureml_pipeline_core's entry point azureml.ReusedStepRun = StepRun._from_reused_dto, run.py), so the
+        # reuse would be invisible. The children as plain runs keep their own ids, tags and properties.
+        children = _retrying(lambda: list(run.get_children(_rehydrate_runs=False)))
+        steps = [self._step_info(step) for step in children]
         return RunInfo(run_id=run.id, status=_status(details), tags=_retrying(run.get_tags),
                        steps=tuple(steps), error=_error_message(details))
 
@@ -242,10 +246,13 @@ class AzureMLBackend:
                            log_location=step.get_portal_url(), reused=holder is not step)
 
     def _output_holder(self, step: Any, details: Mapping[str, Any]) -> Any:
-        """The run that holds a step's metrics and outputs: a reused step points at the run it reused."""
+        """The run that holds a step's metrics and outputs: a reused step points at the run it reused, in its
+        properties or (an azureml.ReusedStepRun) its tags: the SDK reads both (pipeline/core/run.py,
+        StepRun._from_dto and StepRun._from_reused_dto)."""
         from azureml.core import Run
 
-        reused = (details.get("properties") or {}).get(REUSED_RUN_PROPERTY)
+        reused = (details.get("properties") or {}).get(REUSED_RUN_PROPERTY) or (step.tags or {}).get(
+            REUSED_RUN_PROPERTY)
         return _retrying(Run.get, self._workspace(), reused) if reused else step
 
     # ------------------------------------------------------------ models

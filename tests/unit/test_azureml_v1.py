@@ -74,15 +74,27 @@ def published_pipeline(version: str, pipeline_id: str) -> PublishedPipeline:
     return published
 
 
-def step_run(name: str, run_id: str, status: str, metrics: dict, properties: dict | None = None) -> StepRun:
-    step = create_autospec(StepRun, instance=True)
+def step_run(name: str, run_id: str, status: str, metrics: dict, properties: dict | None = None,
+             tags: dict | None = None) -> Run:
+    step = create_autospec(Run, instance=True)
     step.name = name
     step.id = run_id
+    step.tags = tags or {}
     step.get_details.return_value = {"status": status, "properties": properties or {}, "logFiles": {
         "user_logs/std_log.txt": "https://acct.blob.core.windows.net/logs/std_log.txt?sig=SECRET"}}
     step.get_metrics.return_value = metrics
     step.get_portal_url.return_value = f"https://ml.azure.com/runs/{run_id}"
     return step
+
+
+def pipeline_children(run: PipelineRun, plain: list, rehydrated: list | None = None) -> None:
+    """A pipeline run's step runs as the SDK gives them: `get_children(_rehydrate_runs=False)` yields each as a
+    plain Run with its own id; rehydrated (get_steps(), get_children()), an `azureml.ReusedStepRun` child becomes
+    the run it reused, by that run's id (StepRun._from_reused_dto, azureml/pipeline/core/run.py)."""
+    rehydrated = plain if rehydrated is None else rehydrated
+    run.get_children.side_effect = lambda *args, _rehydrate_runs=True, **filters: iter(
+        list(rehydrated if _rehydrate_runs else plain))
+    run.get_steps.side_effect = lambda: iter(list(rehydrated))
 
 
 def registered_model(name: str, version: int, tags: dict, properties: dict | None = None) -> Model:
@@ -677,7 +689,7 @@ def test_get_run_maps_the_pipeline_run_and_its_steps(sdk):
     run.get_tags.return_value = dict(TAGS)
     prep = step_run("prep", "step-prep", "Finished", {"rows": 1000})
     train = step_run("train", "step-train", "Finished", {"AUC": [0.71, 0.88], "Accuracy": 0.8})
-    run.get_steps.return_value = iter([prep, train])
+    pipeline_children(run, [prep, train])
     sdk.run_history["pipeline-run-1"] = run
 
     info = AzureMLBackend(settings()).get_run("pipeline-run-1")
@@ -697,8 +709,8 @@ def test_get_run_of_a_failed_run_names_the_failed_step_and_the_error(sdk):
     run.get_details.return_value = {"status": "Failed",
                                     "error": {"error": {"code": "UserError", "message": "train.py exited 1"}}}
     run.get_tags.return_value = dict(TAGS)
-    run.get_steps.return_value = iter([step_run("prep", "step-prep", "Finished", {}),
-                                       step_run("train", "step-train", "Failed", {})])
+    pipeline_children(run, [step_run("prep", "step-prep", "Finished", {}),
+                            step_run("train", "step-train", "Failed", {})])
     sdk.run_history["pipeline-run-1"] = run
 
     info = AzureMLBackend(settings()).get_run("pipeline-run-1")
@@ -714,15 +726,35 @@ def test_get_run_reads_a_reused_steps_metrics_from_the_run_it_reused(sdk):
     run.get_details.return_value = {"status": "Completed"}
     run.get_tags.return_value = {}
     train = step_run("train", "step-train-2", "Finished", {}, properties={"azureml.reusedrunid": "step-train-1"})
-    run.get_steps.return_value = iter([train])
+    pipeline_children(run, [train])
     original = step_run("train", "step-train-1", "Finished", {"AUC": 0.91})
-    sdk.Run.get.side_effect = lambda workspace, run_id: {"pipeline-run-2": run, "step-train-1": original}[run_id]
+    sdk.run_history.update({"pipeline-run-2": run, "step-train-1": original})
 
     info = AzureMLBackend(settings()).get_run("pipeline-run-2")
 
     assert info.step("train").metrics == {"AUC": 0.91}
     assert info.step("train").reused is True
     assert info.step("train").run_id == "step-train-2"
+
+
+def test_a_reused_step_run_is_reported_reused_under_its_own_id(sdk):
+    """Issue 7 item 10: a step Azure ML reused is a child of type azureml.ReusedStepRun with the reused run's
+    id in its tags; get_steps() would load it as that original run (StepRun._from_reused_dto), so the
+    adapter reads the children as plain runs."""
+    run = submitted_run("pipeline-run-2")
+    run.get_details.return_value = {"status": "Completed"}
+    run.get_tags.return_value = {}
+    reused = step_run("train", "step-train-2", "Finished", {}, tags={"azureml.reusedrunid": "step-train-1",
+                                                                     "azureml.nodeid": "n2"})
+    original = step_run("train", "step-train-1", "Finished", {"AUC": 0.91})
+    pipeline_children(run, plain=[reused], rehydrated=[original])
+    sdk.run_history.update({"pipeline-run-2": run, "step-train-1": original})
+
+    info = AzureMLBackend(settings()).get_run("pipeline-run-2")
+
+    assert info.step("train") == StepRunInfo(
+        name="train", run_id="step-train-2", status=RunStatus.COMPLETED, metrics={"AUC": 0.91},
+        log_location="https://ml.azure.com/runs/step-train-2", reused=True)
 
 
 # ---------------------------------------------------------------- models
