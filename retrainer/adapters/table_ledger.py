@@ -34,6 +34,11 @@ PARTITION = "ledger"
 KEY_PREFIX, INDEX_PREFIX = "key-", "new-"
 _NEWEST = 10 ** 17  # microseconds, past year 5000: (_NEWEST - created) stays positive and fixed-width
 _MICROSECOND = timedelta(microseconds=1)
+# Table Storage: a string property holds at most 64 KiB in UTF-16 (32K code units), an entity at most 1 MiB
+# (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). A longer
+# value fails every write with 400, so long lineage (an Azure ML error message) is stored truncated, marked so.
+_MAX_STRING_UNITS = 32 * 1024
+_MAX_ENTITY_BYTES = 1024 * 1024 - 16 * 1024    # leaves room for the service's own per-entity overhead
 
 # Properties the ledger itself uses; a lineage field may not take these names.
 _OWN = frozenset({"PartitionKey", "RowKey", "Timestamp", "key", "kind", "state", "created", "updated",
@@ -201,9 +206,45 @@ def _encode(key: str, kind: str, state: str, created: datetime, updated: datetim
         else:
             row[name] = json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
             as_json.append(name)
+    _fit_table_limits(row, as_json)
     if as_json:
         row["json_fields"] = ",".join(as_json)
     return row
+
+
+def _fit_table_limits(row: dict[str, Any], as_json: list[str]) -> None:
+    """Truncate lineage strings, marked, so the entity fits: each string within a property's 64 KiB, then the
+    longest halved until the whole is within 1 MiB. A truncated JSON field reads back as its text."""
+    def shorten(name: str, units: int) -> None:
+        row[name] = _truncated(row[name], units)
+        if name in as_json:
+            as_json.remove(name)
+
+    for name, value in list(row.items()):
+        if name not in _OWN and isinstance(value, str) and _utf16_units(value) > _MAX_STRING_UNITS:
+            shorten(name, _MAX_STRING_UNITS)
+    while _entity_bytes(row) > _MAX_ENTITY_BYTES:
+        longest = max((name for name, value in row.items() if name not in _OWN and isinstance(value, str)),
+                      key=lambda name: _utf16_units(row[name]))
+        shorten(longest, _utf16_units(row[longest]) // 2)
+
+
+def _truncated(value: str, units: int) -> str:
+    """`value` cut to at most `units` UTF-16 code units, the marker included; a surrogate pair is never split."""
+    marker = f"\n[truncated by retrainer: {len(value)} characters in all]"
+    kept = value.encode("utf-16-le")[:2 * (units - _utf16_units(marker))].decode("utf-16-le", errors="ignore")
+    return kept + marker
+
+
+def _utf16_units(value: str) -> int:
+    return len(value.encode("utf-16-le")) // 2
+
+
+def _entity_bytes(row: Mapping[str, Any]) -> int:
+    """An upper bound of the stored entity's size: per property 8 bytes and its name in UTF-16, a string
+    value in UTF-16 plus 4, any other value 8."""
+    return sum(8 + 2 * len(name) + (4 + 2 * _utf16_units(value) if isinstance(value, str) else 8)
+               for name, value in row.items())
 
 
 def _decode(row: Mapping[str, Any], etag: str) -> LedgerEntry:

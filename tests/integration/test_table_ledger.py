@@ -168,3 +168,63 @@ def test_bad_table_name_and_reserved_field_names_are_clear_errors(storage_connec
         ledger.claim("manual:x", "manual", {"state": "mine"})
     with pytest.raises(ValueError, match="'run-id'"):
         ledger.claim("manual:x", "manual", {"run-id": "r"})
+
+
+# ---------------------------------------------------------------- Table Storage's size limits
+
+def utf16_units(value: str) -> int:
+    return len(value.encode("utf-16-le")) // 2
+
+
+def test_a_100_kib_error_message_is_stored_truncated_with_a_marker(ledger):
+    """Issue 7 item 8: a string property holds at most 64 KiB in UTF-16; Azurite, like Azure, answers a longer
+    one with 400 ("The property value exceeds the maximum allowed size (64KB)") on every attempt."""
+    message = "Azure ML: step train failed\n" + "Traceback line\n" * (100 * 1024 // 15)
+    assert len(message) >= 100 * 1024
+    entry = ledger.claim("blob:incoming/long.csv@0x1", "blob", {}).entry
+
+    failed = ledger.update(entry, State.FAILED, {"error": message, "run_id": "run-1"})
+
+    stored = ledger.get("blob:incoming/long.csv@0x1")
+    assert stored == failed
+    error = stored.fields["error"]
+    assert error.startswith("Azure ML: step train failed\nTraceback line\n")
+    assert error.endswith(f"[truncated by retrainer: {len(message)} characters in all]")
+    assert utf16_units(error) <= 32 * 1024
+    assert stored.fields["run_id"] == "run-1"
+
+
+def test_truncation_counts_utf16_units_and_never_splits_a_character(ledger):
+    message = "\U0001F4A5" * 40_000          # two UTF-16 units each: 80,000 units
+    entry = ledger.claim("blob:incoming/emoji.csv@0x1", "blob", {}).entry
+
+    ledger.update(entry, State.FAILED, {"error": message})
+
+    error = ledger.get("blob:incoming/emoji.csv@0x1").fields["error"]
+    kept = error[:error.index("\n[truncated")]
+    assert kept and set(kept) == {"\U0001F4A5"}
+    assert utf16_units(error) <= 32 * 1024
+
+
+def test_a_row_of_many_long_fields_is_kept_within_the_entity_limit(ledger):
+    """An entity holds at most 1 MiB: twenty fields of 60 KiB each are shortened until the row fits."""
+    fields = {f"detail_{i}": f"{i}:" + "x" * 30_000 for i in range(20)}
+    entry = ledger.claim("blob:incoming/wide.csv@0x1", "blob", {}).entry
+
+    ledger.update(entry, State.FAILED, fields)
+
+    stored = ledger.get("blob:incoming/wide.csv@0x1").fields
+    assert all(stored[name].startswith(f"{i}:x") for i, name in enumerate(fields))
+    assert sum(2 * utf16_units(stored[name]) for name in fields) < 1024 * 1024
+
+
+def test_a_too_long_structured_field_reads_back_as_its_truncated_text(ledger):
+    entry = ledger.claim("blob:incoming/list.csv@0x1", "blob", {}).entry
+
+    ledger.update(entry, State.FAILED, {"skipped_files": [f"incoming/part-{i:06d}.csv" for i in range(3000)],
+                                        "steps": ["prep", "train"]})
+
+    stored = ledger.get("blob:incoming/list.csv@0x1").fields
+    assert stored["skipped_files"].startswith('["incoming/part-000000.csv"')
+    assert "[truncated by retrainer:" in stored["skipped_files"]
+    assert stored["steps"] == ["prep", "train"]     # the short one still reads back as a list
