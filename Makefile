@@ -8,11 +8,11 @@ NPM_STAMP := node_modules/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: install infra-tools test demo bench clean
+.PHONY: install infra-tools test demo bench package clean
 
 install: $(STAMP) $(NPM_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-publish.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -43,5 +43,11 @@ bench: install
 	$(PY) bench/coldstart.py
 	$(PY) bench/ingest.py
 
+# The deployment package as the remote build makes it (app files less .funcignore, pip install -r
+# requirements.txt), with its size. PACKAGE_DIR=/tmp/... keeps it out of the checkout.
+PACKAGE_DIR ?= build/package
+package: install
+	$(PY) infra/package.py --out $(PACKAGE_DIR)
+
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) node_modules .state
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .state build

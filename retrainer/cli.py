@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Event-driven retraining for Azure ML pipelines.")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_run_local(commands)
+    add_publish(commands)
     add_host(commands)
     return parser
 
@@ -46,6 +47,20 @@ def add_run_local(commands: argparse._SubParsersAction) -> None:
     run_local.add_argument("--state-dir", type=Path, default=None,
                            help="local state folder (default: RETRAINER_STATE_DIR or .state)")
     run_local.set_defaults(command=run_local_command)
+
+
+def add_publish(commands: argparse._SubParsersAction) -> None:
+    publish = commands.add_parser(
+        "publish", help="publish the pipeline to Azure ML when its definition changed (the azd deploy hook)",
+        description="Publish RETRAINER_PIPELINE behind RETRAINER_PIPELINE_ENDPOINT in the workspace the "
+                    "RETRAINER_AML_* settings name, only when its content hash is not already the endpoint's "
+                    "default, and record the version in pipeline_defs/published.json: the deployed functions "
+                    "submit that version and nothing else. Needs requirements-publish.txt.")
+    publish.add_argument("--offline", action="store_true",
+                         help="only compute the version and record it (no workspace; the azd prepackage hook)")
+    publish.add_argument("--manifest", type=Path, default=None,
+                         help="where the versions are recorded (default: pipeline_defs/published.json, packaged)")
+    publish.set_defaults(command=publish_command)
 
 
 def add_host(commands: argparse._SubParsersAction) -> None:
@@ -68,6 +83,52 @@ def host_command(args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     print(f"keys for the host's API and webhooks: {settings.state_dir / 'devhost-keys.json'}", file=sys.stderr)
     return host.main(["--app-dir", str(args.app_dir)])
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    from retrainer import pipelines
+    from retrainer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        if args.offline:
+            # Workspace-less datastores of the same names: only a datastore's name enters the version, so this
+            # is the version the workspace's datastores give (AzureMLBackend.definition).
+            intermediate = settings.intermediate_datastore
+            definition = pipelines.load_definition(
+                settings.pipeline, compute_target=settings.compute_target,
+                datastore=pipelines.local_datastore(settings.datastore, settings.incoming_container),
+                intermediate_datastore=pipelines.local_datastore(intermediate, intermediate) if intermediate else None)
+            version = pipelines.pipeline_version(definition)
+        elif settings.backend != "azureml":
+            raise BadInput("publish needs RETRAINER_BACKEND=azureml and the RETRAINER_AML_* settings of the "
+                           "workspace (the local backend runs the definition as it is)")
+    except (SettingsError, pipelines.UnknownPipelineError) as error:
+        raise BadInput(str(error)) from None
+
+    manifest = args.manifest or pipelines.PUBLISHED_MANIFEST
+    if args.offline:
+        pipelines.record_version(settings.pipeline, version, manifest)
+        print(f"{settings.pipeline} version {version} (recorded; not published)")
+        return EXIT_OK
+
+    from retrainer.adapters.azureml_v1 import AzureMLBackend
+
+    try:
+        ref = AzureMLBackend(settings).publish(settings.pipeline)
+    except Exception as error:  # noqa: BLE001 - one line for the hook's log, the exit code stops the deploy
+        print(f"error: publishing {settings.pipeline} to workspace {settings.aml_workspace!r} failed: "
+              f"{type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    pipelines.record_version(settings.pipeline, ref.version, manifest)
+    state = "published, now the default" if ref.newly_published else "unchanged, already the default"
+    print(f"{settings.pipeline} version {ref.version} at endpoint {ref.endpoint} ({state}; pipeline {ref.pipeline_id})")
+    return EXIT_OK
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "(no message)"
 
 
 def run_local_command(args: argparse.Namespace) -> int:

@@ -13,6 +13,9 @@ from typing import Any, Mapping
 
 DEFINITIONS_PACKAGE = "pipeline_defs"
 DEFINITIONS_DIR = Path(__file__).resolve().parents[1] / DEFINITIONS_PACKAGE
+# The pipeline versions a deployment expects, written by `python -m retrainer publish` (the azd hooks) and
+# packaged with the app, so the deployed functions know the version without building the definition.
+PUBLISHED_MANIFEST = DEFINITIONS_DIR / "published.json"
 
 
 class UnknownPipelineError(ValueError):
@@ -73,6 +76,26 @@ def pipeline_version(definition: PipelineDefinition) -> str:
                              if definition.environment_file and definition.environment_file.is_file() else None),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def expected_version(name: str, manifest: Path | None = None) -> str | None:
+    """The version of `name` this deployment was packaged with, or None when it was not."""
+    try:
+        versions = json.loads((manifest or PUBLISHED_MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return versions.get(name)
+
+
+def record_version(name: str, version: str, manifest: Path | None = None) -> None:
+    """Note `name`'s version in the manifest (other pipelines' entries are kept)."""
+    manifest = manifest or PUBLISHED_MANIFEST
+    try:
+        versions = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        versions = {}
+    versions[name] = version
+    manifest.write_text(json.dumps(versions, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _module(name: str):

@@ -153,6 +153,11 @@ class State:
     FINAL = frozenset({REJECTED, NO_NEW_DATA, REGISTERED, MODEL_REJECTED, FAILED, HANDLED})
 
 
+class PipelineNotPublished(LookupError):
+    """The pipeline this deployment expects is not the endpoint's default (or there is no endpoint, or the
+    deployment does not say which version it expects): nothing is submitted; the message says what to run."""
+
+
 class ConcurrencyError(Exception):
     """The row changed since it was read (ETag mismatch): reread and decide again."""
 

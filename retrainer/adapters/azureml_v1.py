@@ -15,7 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
 from retrainer.policy import APP_NAME, TAG_APP, TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
-from retrainer.ports import ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus, StepRunInfo
+from retrainer.ports import (ModelRef, PipelineNotPublished, PublishedPipelineRef, RunInfo, RunRef, RunStatus,
+                             StepRunInfo)
 from retrainer.settings import Settings
 
 T = TypeVar("T")
@@ -51,10 +52,46 @@ class AzureMLBackend:
     # ------------------------------------------------------------ pipelines
 
     def ensure_published(self, pipeline_name: str) -> PublishedPipelineRef:
+        """The published pipeline this deployment expects, looked up: the endpoint's default must carry the
+        version `python -m retrainer publish` recorded when the app was packaged (pipelines.expected_version).
+        The functions never publish (building a definition needs azureml-pipeline-steps, which the runtime
+        package leaves out), and never run another version than the one deployed with them."""
         with self._lock:
             if pipeline_name not in self._published:
-                self._published[pipeline_name] = self._publish_if_changed(pipeline_name)
+                self._published[pipeline_name] = self._look_up(pipeline_name)
             return self._published[pipeline_name]
+
+    def _look_up(self, pipeline_name: str) -> PublishedPipelineRef:
+        from retrainer import pipelines
+
+        endpoint_name = self._settings.pipeline_endpoint
+        expected = pipelines.expected_version(pipeline_name)
+        if expected is None:
+            raise PipelineNotPublished(
+                f"this deployment records no version of pipeline {pipeline_name!r} "
+                f"({pipelines.PUBLISHED_MANIFEST.name} is missing it): deploy with `azd deploy` (its hooks "
+                "publish), or run `python -m retrainer publish` before starting the app")
+        endpoint = self._find_endpoint(endpoint_name)
+        if endpoint is None:
+            raise PipelineNotPublished(
+                f"pipeline endpoint {endpoint_name!r} does not exist in workspace {self._settings.aml_workspace!r}: "
+                "run `python -m retrainer publish` (azd deploy runs it)")
+        self._check_active(endpoint)
+        default = _retrying(endpoint.get_pipeline)       # no version: the endpoint's default
+        if default.version != expected:
+            raise PipelineNotPublished(
+                f"pipeline endpoint {endpoint_name!r} serves {pipeline_name} version {default.version}, this "
+                f"deployment expects {expected}: nothing is submitted until they agree; redeploy (azd deploy "
+                "publishes the deployed definition) or deploy the app that matches the endpoint")
+        self._endpoints[endpoint_name] = endpoint
+        return PublishedPipelineRef(name=pipeline_name, version=expected, pipeline_id=default.id,
+                                    endpoint=endpoint_name)
+
+    def publish(self, pipeline_name: str) -> PublishedPipelineRef:
+        """Publish the definition and make it the endpoint's default, unless the default already carries its
+        version (`python -m retrainer publish`; needs requirements-publish.txt)."""
+        with self._lock:
+            return self._publish_if_changed(pipeline_name)
 
     def _publish_if_changed(self, pipeline_name: str) -> PublishedPipelineRef:
         from azureml.pipeline.core import Pipeline, PipelineEndpoint
@@ -66,10 +103,8 @@ class AzureMLBackend:
         version = pipelines.pipeline_version(definition)
         endpoint_name = self._settings.pipeline_endpoint
         endpoint = self._find_endpoint(endpoint_name)
-        if endpoint is not None and endpoint.status != "Active":
-            raise RuntimeError(f"pipeline endpoint {endpoint_name!r} is {endpoint.status}: enable it in Azure ML "
-                               "studio or set RETRAINER_PIPELINE_ENDPOINT to another name")
         if endpoint is not None:
+            self._check_active(endpoint)
             default = _retrying(endpoint.get_pipeline)       # no version: the endpoint's default
             if default.version == version:
                 self._endpoints[endpoint_name] = endpoint
@@ -102,6 +137,11 @@ class AzureMLBackend:
                                          compute_target=self._settings.compute_target,
                                          intermediate_datastore=intermediate)
 
+    def _check_active(self, endpoint: Any) -> None:
+        if endpoint.status != "Active":
+            raise RuntimeError(f"pipeline endpoint {endpoint.name!r} is {endpoint.status}: enable it in Azure ML "
+                               "studio or set RETRAINER_PIPELINE_ENDPOINT to another name")
+
     def _find_endpoint(self, name: str) -> Any | None:
         """The endpoint of that name, disabled ones included, or None.
 
@@ -131,7 +171,7 @@ class AzureMLBackend:
                 endpoint = self._find_endpoint(ref.endpoint)
                 if endpoint is None:
                     raise LookupError(f"pipeline endpoint {ref.endpoint!r} does not exist in workspace "
-                                      f"{self._settings.aml_workspace!r}; publish it first (ensure_published)")
+                                      f"{self._settings.aml_workspace!r}: run `python -m retrainer publish`")
                 self._endpoints[ref.endpoint] = endpoint
             endpoint = self._endpoints[ref.endpoint]
             version = next((item.version for item in endpoint.pipeline_version_list

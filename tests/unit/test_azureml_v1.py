@@ -28,7 +28,7 @@ from msrest import Deserializer
 import retrainer.retry
 from retrainer import pipelines, policy
 from retrainer.adapters.azureml_v1 import AzureMLBackend, anchor_run_id
-from retrainer.ports import PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
+from retrainer.ports import PipelineNotPublished, PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
 KEY = "blob:incoming/diabetes.csv@0x8DC1"
@@ -313,7 +313,7 @@ def test_missing_endpoint_publishes_the_pipeline_and_creates_the_endpoint(sdk, r
     published = published_pipeline(real_version, "pp-new")
     sdk.Pipeline.return_value.publish.return_value = published
 
-    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+    ref = AzureMLBackend(settings()).publish("diabetes_training")
 
     sdk.Datastore.get.assert_called_once_with(sdk.workspace, "training_data")
     endpoint_listing(sdk)
@@ -334,7 +334,7 @@ def test_missing_endpoint_publishes_the_pipeline_and_creates_the_endpoint(sdk, r
 def test_endpoint_whose_default_has_this_version_is_used_without_publishing(sdk, real_version):
     sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
 
-    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+    ref = AzureMLBackend(settings()).publish("diabetes_training")
 
     sdk.endpoint.get_pipeline.assert_called_once_with()    # no version: the endpoint's default
     sdk.Pipeline.assert_not_called()
@@ -348,7 +348,7 @@ def test_endpoint_with_another_version_gets_the_new_pipeline_as_default(sdk, rea
     published = published_pipeline(real_version, "pp-new")
     sdk.Pipeline.return_value.publish.return_value = published
 
-    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+    ref = AzureMLBackend(settings()).publish("diabetes_training")
 
     assert sdk.Pipeline.return_value.publish.call_args.kwargs["version"] == real_version
     sdk.endpoint.add_default.assert_called_once_with(published)
@@ -356,19 +356,11 @@ def test_endpoint_with_another_version_gets_the_new_pipeline_as_default(sdk, rea
     assert ref.pipeline_id == "pp-new" and ref.newly_published
 
 
-def test_ensure_published_is_cached_per_process(sdk, real_version):
-    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
-    backend = AzureMLBackend(settings())
-
-    assert backend.ensure_published("diabetes_training") == backend.ensure_published("diabetes_training")
-    sdk.PipelineEndpoint.list.assert_called_once()
-
-
 def test_disabled_endpoint_is_a_clear_error_naming_the_setting(sdk):
     sdk.endpoint.status = "Disabled"
 
     with pytest.raises(RuntimeError, match="RETRAINER_PIPELINE_ENDPOINT"):
-        AzureMLBackend(settings()).ensure_published("diabetes_training")
+        AzureMLBackend(settings()).publish("diabetes_training")
     sdk.Pipeline.assert_not_called()
 
 
@@ -379,7 +371,7 @@ def test_endpoint_is_found_by_name_over_a_listing_with_disabled_ones(sdk, real_v
     sdk.PipelineEndpoint.get.side_effect = service_error(404)     # would have meant "absent" before
     sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-1")
 
-    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+    ref = AzureMLBackend(settings()).publish("diabetes_training")
 
     endpoint_listing(sdk)
     sdk.PipelineEndpoint.get.assert_not_called()
@@ -393,7 +385,7 @@ def test_disabled_endpoint_found_in_the_listing_is_not_published_over(sdk):
     sdk.PipelineEndpoint.list.return_value = [disabled]
 
     with pytest.raises(RuntimeError, match="is Disabled"):
-        AzureMLBackend(settings()).ensure_published("diabetes_training")
+        AzureMLBackend(settings()).publish("diabetes_training")
     sdk.PipelineEndpoint.publish.assert_not_called()
 
 
@@ -401,8 +393,79 @@ def test_endpoint_lookup_error_other_than_not_found_is_raised(sdk):
     sdk.PipelineEndpoint.list.side_effect = service_error(403)
 
     with pytest.raises(ErrorResponseException):
+        AzureMLBackend(settings()).publish("diabetes_training")
+    sdk.Pipeline.assert_not_called()
+
+
+
+# ---------------------------------------------------------------- looking the published pipeline up (the functions)
+
+@pytest.fixture
+def deployed(monkeypatch, tmp_path, real_version):
+    """The manifest `python -m retrainer publish` packages with the app, recording the deployed version."""
+    manifest = tmp_path / "published.json"
+    pipelines.record_version("diabetes_training", real_version, manifest)
+    monkeypatch.setattr(pipelines, "PUBLISHED_MANIFEST", manifest)
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("the functions build no definition (no azureml-pipeline-steps at run time)")
+
+    monkeypatch.setattr(pipelines, "load_definition", no_building)
+    return manifest
+
+
+def test_the_functions_use_the_endpoints_default_when_it_is_the_deployed_version(sdk, real_version, deployed):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
+
+    ref = AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+    endpoint_listing(sdk)
+    sdk.endpoint.get_pipeline.assert_called_once_with()    # no version: the endpoint's default
+    sdk.Pipeline.assert_not_called()
+    sdk.PipelineEndpoint.publish.assert_not_called()
+    assert ref == PublishedPipelineRef(name="diabetes_training", version=real_version, pipeline_id="pp-current",
+                                       endpoint="diabetes-training")
+
+
+def test_a_default_of_another_version_is_a_clear_error_and_nothing_is_published(sdk, real_version, deployed):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline("an-older-hash", "pp-old")
+
+    with pytest.raises(PipelineNotPublished, match=f"serves diabetes_training version an-older-hash, this "
+                                                   f"deployment expects {real_version}"):
         AzureMLBackend(settings()).ensure_published("diabetes_training")
     sdk.Pipeline.assert_not_called()
+    sdk.endpoint.add_default.assert_not_called()
+
+
+def test_a_deployment_without_a_recorded_version_asks_for_publish(sdk, deployed):
+    deployed.write_text("{}")
+
+    with pytest.raises(PipelineNotPublished, match="python -m retrainer publish"):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+    sdk.PipelineEndpoint.list.assert_not_called()
+
+
+def test_a_missing_endpoint_asks_for_publish(sdk, deployed):
+    sdk.PipelineEndpoint.list.return_value = []
+
+    with pytest.raises(PipelineNotPublished, match="'diabetes-training' does not exist in workspace 'ml-ws'"):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+    sdk.PipelineEndpoint.publish.assert_not_called()
+
+
+def test_a_disabled_endpoint_is_not_used(sdk, deployed):
+    sdk.endpoint.status = "Disabled"
+
+    with pytest.raises(RuntimeError, match="is Disabled"):
+        AzureMLBackend(settings()).ensure_published("diabetes_training")
+
+
+def test_the_lookup_is_cached_per_process(sdk, real_version, deployed):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-current")
+    backend = AzureMLBackend(settings())
+
+    assert backend.ensure_published("diabetes_training") == backend.ensure_published("diabetes_training")
+    sdk.PipelineEndpoint.list.assert_called_once()
 
 
 # ---------------------------------------------------------------- submitting
@@ -611,7 +674,7 @@ def test_submit_after_creating_the_endpoint_goes_through_the_new_endpoint(sdk, r
     sdk.PipelineEndpoint.publish.return_value = new_endpoint
     backend = AzureMLBackend(settings())
 
-    ref = backend.ensure_published("diabetes_training")
+    ref = backend.publish("diabetes_training")
     backend.submit(ref, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
 
     new_endpoint.submit.assert_called_once()

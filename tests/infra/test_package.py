@@ -1,0 +1,60 @@
+"""What the deployment uploads (.funcignore, read as infra/package.py and the Functions tooling read it): the app
+and nothing of the tooling, the tests or the local state."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+from tests.infra.bicep import REPO
+
+_spec = importlib.util.spec_from_file_location("_package_for_tests", REPO / "infra" / "package.py")
+package = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(package)
+
+
+def test_the_package_holds_the_app():
+    files = set(package.app_files())
+    for needed in ("function_app.py", "host.json", "requirements.txt", "retrainer/bootstrap.py",
+                   "retrainer/filters.py", "triggers/ml_events.py", "pipeline_defs/diabetes_training.py"):
+        assert needed in files, needed
+
+
+def test_the_package_leaves_out_tooling_tests_and_state():
+    files = package.app_files()
+    left_out = ("tests/", "devhost/", "bench/", "infra/", "step_scripts/", ".venv", ".state/", "node_modules/",
+                "data/", "build/", "__pycache__/", ".git/")
+    assert not [f for f in files if f.startswith(left_out) or "/__pycache__/" in f or f.endswith(".pyc")]
+    for tooling in ("requirements-dev.txt", "requirements-publish.txt", "requirements-infra.txt", "azure.yaml",
+                    "Makefile", "local.settings.json", "package.json"):
+        assert tooling not in files, tooling
+
+
+def test_funcignore_patterns_follow_gitignore_rules():
+    patterns = [".git*", "tests", "*.pyc", "build/", "/data"]
+    assert package.ignored(".gitignore", patterns) and package.ignored(".git/config", patterns)
+    assert package.ignored("tests/unit/test_x.py", patterns) and package.ignored("a/tests/x.py", patterns)
+    assert package.ignored("retrainer/x.pyc", patterns)
+    assert package.ignored("build/package/x", patterns) and package.ignored("build", patterns, is_dir=True)
+    assert not package.ignored("build", patterns)
+    assert package.ignored("data/x.csv", patterns) and not package.ignored("retrainer/data/x.csv", patterns)
+    assert not package.ignored("retrainer/testsuite.py", patterns)
+
+
+def test_the_runtime_requirements_leave_out_the_pipeline_building_sdk():
+    runtime = (REPO / "requirements.txt").read_text()
+    assert "azureml-pipeline-steps" not in runtime
+    assert "azureml-pipeline-steps" in (REPO / "requirements-publish.txt").read_text()
+    assert "-r requirements-publish.txt" in (REPO / "requirements-dev.txt").read_text()
+
+
+def test_function_app_imports_without_the_pipeline_building_sdk():
+    # A fresh interpreter in which azureml.pipeline.steps cannot be imported: the deployed functions load.
+    code = ("import sys, importlib.abc\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.startswith('azureml.pipeline.steps'): raise ImportError('not in the package: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import function_app\n"
+            "assert len(function_app.app.get_functions()) > 0\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
