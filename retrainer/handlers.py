@@ -12,6 +12,7 @@ order, so each effect is guarded:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterator, Mapping
 from retrainer import policy
 from retrainer.events import BlobCreated, DomainEvent, RunEvent
 from retrainer.ports import (BlobInfo, BlobStore, ConcurrencyError, Ledger, LedgerEntry, MLBackend, Notifier,
-                             RunInfo, RunStatus, State)
+                             PipelineNotPublished, RunInfo, RunStatus, State)
 from retrainer.settings import Settings
 from retrainer.validation import PREFIX_BYTES, Rejection, check_data_file, check_name
 
@@ -34,6 +35,7 @@ DATA_REJECTED = "retrainer.data.rejected"
 MODEL_REGISTERED = "retrainer.model.registered"
 MODEL_REJECTED = "retrainer.model.rejected"
 RUN_FAILED = "retrainer.run.failed"
+PIPELINE_UNAVAILABLE = "retrainer.pipeline.unavailable"
 
 
 class Action:
@@ -149,7 +151,11 @@ def _reject_data(deps: Deps, entry: LedgerEntry, info: BlobInfo, rejection: Reje
 def _submit(deps: Deps, entry: LedgerEntry, data_path: str, data_version: str, trigger: str, *,
             blob: str | None = None, etag: str | None = None, extra: Mapping[str, Any] | None = None) -> Outcome:
     settings = deps.settings
-    ref = deps.backend.ensure_published(settings.pipeline)
+    try:
+        ref = deps.backend.ensure_published(settings.pipeline)
+    except PipelineNotPublished as error:
+        _alert_pipeline_unavailable(deps, error)
+        raise
     run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(entry.key))    # a crashed attempt may have submitted already
     if run is None:
         tags = policy.run_tags(entry.key, trigger, ref.version, blob=blob, etag=etag)
@@ -547,6 +553,20 @@ def _send_notification(deps: Deps, entry: LedgerEntry) -> None:
                                                 "sending_since": None})
     except ConcurrencyError:
         log.info("notification %s for %s sent; its row changed meanwhile, left unmarked", event_type, entry.key)
+
+
+def _alert_pipeline_unavailable(deps: Deps, error: PipelineNotPublished) -> None:
+    """The deployed app and the pipeline endpoint disagree (or nothing was published): say so once per cause,
+    not once per file (the id is the message's digest, so receivers drop repeats). The invocation still fails:
+    the message is retried, then kept in the poison queue; no data is lost."""
+    message = str(error)
+    event_id = hashlib.sha256(message.encode("utf-8")).hexdigest()[:32]
+    try:
+        deps.notifier.publish(event_id, PIPELINE_UNAVAILABLE, deps.settings.pipeline_endpoint,
+                              {"pipeline": deps.settings.pipeline, "endpoint": deps.settings.pipeline_endpoint,
+                               "error": message})
+    except Exception as failure:  # noqa: BLE001 - the pipeline error is the one to raise
+        log.error("notification %s could not be sent: %s", PIPELINE_UNAVAILABLE, type(failure).__name__)
 
 
 def _done(action: str, key: str | None, message: str, *, level: int = logging.INFO, **detail: Any) -> Outcome:

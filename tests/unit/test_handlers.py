@@ -7,7 +7,7 @@ import pytest
 from retrainer import handlers, policy
 from retrainer.events import parse_event
 from retrainer.handlers import Action, Deps
-from retrainer.ports import ConcurrencyError, RunStatus, State
+from retrainer.ports import ConcurrencyError, PipelineNotPublished, RunStatus, State
 from retrainer.settings import Settings
 from retrainer.validation import PREFIX_BYTES
 from tests.unit.fakes import Clock, FakeBackend, FakeBlobStore, FakeLedger, FakeNotifier
@@ -183,6 +183,22 @@ def test_a_failed_invocation_gives_its_claim_back_so_its_retry_works_at_once(dep
     assert len(deps.backend.submissions) == 1
     assert "released_at" not in deps.ledger.get(retried.key).fields
     assert handlers.data_arrived(deps, "incoming", "diabetes.csv").action == Action.DUPLICATE
+
+
+def test_a_pipeline_the_deployment_does_not_expect_is_notified_once_and_nothing_is_submitted(deps, monkeypatch):
+    def mismatch(name):
+        raise PipelineNotPublished("pipeline endpoint 'diabetes-training' serves diabetes_training version a, "
+                                   "this deployment expects b")
+
+    monkeypatch.setattr(deps.backend, "ensure_published", mismatch)
+    for name in ("diabetes.csv", "diabetes.csv", "more.csv"):      # a retry, then another file
+        with pytest.raises(PipelineNotPublished):
+            arrive(deps, name)
+
+    assert deps.backend.submissions == []
+    alerts = [event for event in deps.notifier.published if event[1] == handlers.PIPELINE_UNAVAILABLE]
+    assert len({event_id for event_id, *_ in alerts}) == 1          # one id: receivers drop the repeats
+    assert alerts[0][3]["error"].endswith("this deployment expects b")
 
 
 # ---------------------------------------------------------------- run finished
