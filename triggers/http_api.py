@@ -52,11 +52,22 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
+    """For probes: the status only. The settings name the subscription, workspace and accounts."""
+    return _health(details=False)
+
+
+@bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health_details(req: func.HttpRequest) -> func.HttpResponse:
+    """The status with the non-secret settings (or what is misconfigured), behind the function key."""
+    return _health(details=True)
+
+
+def _health(details: bool) -> func.HttpResponse:
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        return _json(503, {"status": "misconfigured", "error": str(error)})
-    return _json(200, {"status": "ok", "settings": settings.public()})
+        return _json(503, {"status": "misconfigured", **({"error": str(error)} if details else {})})
+    return _json(200, {"status": "ok", **({"settings": settings.public()} if details else {})})
 
 
 def _json(status: int, document: dict) -> func.HttpResponse:
