@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_local(commands)
     add_publish(commands)
     add_host(commands)
+    add_check_azureml(commands)
     return parser
 
 
@@ -71,6 +72,38 @@ def add_host(commands: argparse._SubParsersAction) -> None:
                     "to the host unless configured.")
     host.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of function_app.py")
     host.set_defaults(command=host_command)
+
+
+def add_check_azureml(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check-azureml", help="check against the live workspace what the Azure ML adapter relies on",
+        description="Sign in as RETRAINER_AML_AUTH says, find RETRAINER_PIPELINE_ENDPOINT, and create an anchor "
+                    "run twice by one id (its tags set with it). With --submit, also submit the deployed pipeline "
+                    "on that data under an anchor and find it by its key: a real run on the compute target.")
+    check.add_argument("--submit", metavar="DATA_PATH", default=None,
+                       help="a path on RETRAINER_DATASTORE (a blob of the incoming container), e.g. diabetes.csv")
+    check.set_defaults(command=check_azureml_command)
+
+
+def check_azureml_command(args: argparse.Namespace) -> int:
+    from retrainer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        raise BadInput(str(error)) from None
+    if settings.backend != "azureml":
+        raise BadInput("check-azureml needs RETRAINER_BACKEND=azureml and the RETRAINER_AML_* settings")
+
+    from retrainer.adapters.azureml_v1 import AzureMLBackend
+
+    try:
+        for line in AzureMLBackend(settings).live_check(args.submit):
+            print(f"ok: {line}")
+    except Exception as error:  # noqa: BLE001 - one line saying which check failed; the exit code says so too
+        print(f"FAILED: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def host_command(args: argparse.Namespace) -> int:

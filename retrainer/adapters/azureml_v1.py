@@ -12,7 +12,7 @@ import hashlib
 import tempfile
 import threading
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from retrainer.policy import APP_NAME, TAG_APP, TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
 from retrainer.ports import (ModelRef, PipelineNotPublished, PublishedPipelineRef, RunInfo, RunRef, RunStatus,
@@ -38,6 +38,10 @@ class AzureMLTransientError(ConnectionError):
     def __init__(self, error: BaseException):
         super().__init__(f"{type(error).__name__}: {error}")
         self.response = getattr(error, "response", None)   # keeps Retry-After visible to the retry policy
+
+
+class LiveCheckFailed(RuntimeError):
+    """A live-workspace check saw the service behave otherwise than the adapter relies on."""
 
 
 class AzureMLBackend:
@@ -262,6 +266,48 @@ class AzureMLBackend:
             if error.status_code == 404:     # run history's GET by id: no run has that id
                 return None
             raise
+
+    def live_check(self, data_path: str | None = None) -> Iterator[str]:
+        """What only a live workspace can confirm (`python -m retrainer check-azureml`): the identity signs in;
+        the endpoint is found by listing; an anchor run is absent before it is created (run history answers 404
+        by id), carries its tags from its creation, and is found, not duplicated, when created again. With
+        `data_path`, a real submission of the deployed pipeline on that data: the pipeline run must be the
+        anchor's child and `find_run` must find it. Yields a line per check; raises LiveCheckFailed."""
+        import uuid
+
+        from retrainer import policy
+
+        s, experiment = self._settings, self._settings.experiment
+        workspace = self._workspace()
+        yield f"signed in to workspace {workspace.name} with RETRAINER_AML_AUTH={s.aml_auth}"
+        endpoint = self._find_endpoint(s.pipeline_endpoint)
+        yield (f"pipeline endpoint {s.pipeline_endpoint}: {endpoint.status}, default version "
+               f"{endpoint.default_version} of {len(endpoint.pipeline_version_list)}" if endpoint is not None
+               else f"pipeline endpoint {s.pipeline_endpoint}: absent (python -m retrainer publish creates it)")
+        check = uuid.uuid4().hex
+        digest = policy.key_digest(f"check:{check}")
+        if _retrying(self._anchor, experiment, digest) is not None:
+            raise LiveCheckFailed(f"a run that was never created was found by id {anchor_run_id(experiment, digest)}")
+        if data_path is None:
+            tags = {TAG_APP: ANCHOR_APP, TAG_KEY_HASH: digest}
+            anchor = _retrying(self._start_anchor, experiment, digest, tags)
+            again = _retrying(self._start_anchor, experiment, digest, tags)
+            found = _retrying(self._anchor, experiment, digest)
+            stored = _retrying(found.get_tags) if found is not None else {}
+            if found is None or again.id != anchor.id or stored.get(TAG_KEY_HASH) != digest:
+                raise LiveCheckFailed(f"anchor run {anchor.id}: created again as {again.id}, found "
+                                      f"{found is not None}, tags {stored}")
+            _retrying(anchor.complete)
+            yield f"anchor run {anchor.id}: absent before, created with its tags in one call, created again as itself"
+            return
+        ref = self.ensure_published(s.pipeline)
+        run = self.submit(ref, {"input_data": data_path}, experiment,
+                          policy.run_tags(f"check:{check}", "check", ref.version))
+        found_run = self.find_run(TAG_KEY_HASH, digest)
+        if found_run is None or found_run.run_id != run.run_id:
+            raise LiveCheckFailed(f"pipeline run {run.run_id} is not found under its anchor "
+                                  f"(found {found_run.run_id if found_run else None})")
+        yield f"pipeline run {run.run_id} on {data_path}, found under its anchor by its key: {run.url}"
 
     def get_run(self, run_id: str) -> RunInfo:
         from azureml.core import Run

@@ -27,7 +27,7 @@ from msrest import Deserializer
 
 import retrainer.retry
 from retrainer import pipelines, policy
-from retrainer.adapters.azureml_v1 import AzureMLBackend, anchor_run_id
+from retrainer.adapters.azureml_v1 import AzureMLBackend, LiveCheckFailed, anchor_run_id
 from retrainer.ports import PipelineNotPublished, PublishedPipelineRef, RunInfo, RunStatus, StepRunInfo
 from retrainer.settings import Settings
 
@@ -948,3 +948,50 @@ def test_transient_register_error_finds_the_version_it_created_instead_of_regist
     sdk.Model.list.assert_called_once_with(sdk.workspace, name="diabetes_model",
                                            tags=[["retrainer.run_id", "pipeline-run-1"]])
     assert ref.version == 6
+
+
+# ---------------------------------------------------------------- the live-workspace check (check-azureml)
+
+def test_the_live_check_creates_one_anchor_by_id_with_its_tags(sdk):
+    sdk.workspace.name = "ml-ws"
+    sdk.endpoint.default_version = "0"
+
+    lines = list(AzureMLBackend(settings()).live_check())
+
+    assert lines[0] == "signed in to workspace ml-ws with RETRAINER_AML_AUTH=cli"
+    assert lines[1] == "pipeline endpoint diabetes-training: Active, default version 0 of 1"
+    ids = {call.kwargs["run_id"] for call in sdk.experiment.start_logging.call_args_list}
+    assert len(ids) == 1 and sdk.experiment.start_logging.call_count == 2
+    assert sdk.Run.get.call_count == 2                      # absent before, found after
+    sdk.anchor.complete.assert_called_once_with()
+    assert lines[2].startswith(f"anchor run {ids.pop()}: absent before")
+
+
+def test_the_live_check_fails_when_creating_the_anchor_again_makes_another_run(sdk):
+    other = create_autospec(Run, instance=True)
+    other.id = "another-run"
+    created = []
+
+    def start_logging(*args, **kwargs):
+        created.append(sdk.start_logging(*args, **kwargs) if not created else other)
+        return created[-1]
+
+    sdk.experiment.start_logging.side_effect = start_logging
+
+    with pytest.raises(LiveCheckFailed, match="created again as another-run"):
+        list(AzureMLBackend(settings()).live_check())
+    sdk.anchor.complete.assert_not_called()
+
+
+def test_the_live_check_with_submit_finds_the_pipeline_run_under_its_anchor(sdk, real_version, deployed):
+    sdk.endpoint.get_pipeline.return_value = published_pipeline(real_version, "pp-1")
+    run = submitted_run("pipeline-run-check")
+    run.get_tags.side_effect = lambda: dict(run.set_tags.call_args.args[0])
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(run)
+
+    lines = list(AzureMLBackend(settings()).live_check("diabetes.csv"))
+
+    assert lines[-1] == ("pipeline run pipeline-run-check on diabetes.csv, found under its anchor by its key: "
+                         "https://ml.azure.com/runs/pipeline-run-check")
+    assert sdk.endpoint.submit.call_args.kwargs["pipeline_parameters"]["input_data"].path_on_datastore == \
+        "diabetes.csv"

@@ -1,0 +1,62 @@
+"""`python -m retrainer check-azureml`: the one-off check against a live workspace, its output and exit codes
+(the adapter's live_check autospec'd: no workspace here; the checks themselves are in test_azureml_v1)."""
+from __future__ import annotations
+
+import os
+from unittest.mock import create_autospec
+
+import pytest
+
+from retrainer import cli
+from retrainer.adapters.azureml_v1 import AzureMLBackend, LiveCheckFailed
+
+AZURE_ENV = {"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+             "RETRAINER_AML_RESOURCE_GROUP": "rg", "RETRAINER_AML_WORKSPACE": "ws", "RETRAINER_AML_AUTH": "cli"}
+
+
+@pytest.fixture
+def azure_env(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("RETRAINER_")]:
+        monkeypatch.delenv(name)
+    for name, value in AZURE_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def live_check(monkeypatch, *outcomes):
+    """live_check yielding each string of `outcomes` and raising the exception among them."""
+    def checks(self, data_path=None):
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            yield outcome
+
+    check = create_autospec(AzureMLBackend.live_check, side_effect=checks)
+    monkeypatch.setattr(AzureMLBackend, "live_check", check)
+    return check
+
+
+def test_each_passed_check_is_a_line_and_exit_0(azure_env, monkeypatch, capsys):
+    check = live_check(monkeypatch, "signed in to workspace ws", "anchor run retrainer_x: absent before")
+
+    assert cli.main(["check-azureml", "--submit", "diabetes.csv"]) == 0
+
+    assert check.call_args.args[1:] == ("diabetes.csv",)
+    assert capsys.readouterr().out == "ok: signed in to workspace ws\nok: anchor run retrainer_x: absent before\n"
+
+
+def test_a_failed_check_is_one_line_and_exit_1(azure_env, monkeypatch, capsys):
+    live_check(monkeypatch, "signed in to workspace ws", LiveCheckFailed("anchor run r: created again as s\nmore"))
+
+    assert cli.main(["check-azureml"]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == "ok: signed in to workspace ws\n"
+    assert captured.err == "FAILED: LiveCheckFailed: anchor run r: created again as s\n"
+
+
+def test_the_check_needs_the_azure_ml_backend(monkeypatch, capsys):
+    monkeypatch.setenv("RETRAINER_BACKEND", "local")
+
+    assert cli.main(["check-azureml"]) == 2
+    assert capsys.readouterr().err == ("error: check-azureml needs RETRAINER_BACKEND=azureml and the "
+                                       "RETRAINER_AML_* settings\n")
