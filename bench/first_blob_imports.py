@@ -1,0 +1,39 @@
+"""What a cold instance imports for its first BlobCreated: `import function_app`, then what the intake's first
+invocation loads: the composition root's adapters (ledger, blobs, notifications, identity) and the Azure ML
+SDK for the endpoint look-up and the submission. `--build` adds what that invocation imported before the
+functions only looked the pipeline up: the pipeline-building SDK (the version hash then also imported
+retrainer.localrun, whose package imports mlflow, which requirements.txt never held: on Azure that first
+invocation failed).
+
+Run it in a fresh interpreter over the deployment package alone (`make package`), site disabled:
+  PYTHONPATH=build/package/app:build/package/app/.python_packages/lib/site-packages \\
+      python3.11 -S bench/first_blob_imports.py
+Prints the two times; times the whole process from outside too (/usr/bin/time) when comparing packages.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+FIRST_INVOCATION = ("retrainer.bootstrap", "retrainer.handlers", "retrainer.pipelines",
+                    "retrainer.adapters.table_ledger", "retrainer.adapters.blob_store", "retrainer.adapters.notify",
+                    "retrainer.adapters.azureml_v1", "azure.identity", "azure.eventgrid", "azureml.core",
+                    "azureml.core.authentication", "azureml.pipeline.core", "azureml.data.datapath",
+                    "pipeline_defs.diabetes_training")
+BUILDING = ("azureml.pipeline.steps", "retrainer.hashing")
+
+
+def main() -> None:
+    start = time.perf_counter()
+    importlib.import_module("function_app")
+    app = time.perf_counter()
+    for module in FIRST_INVOCATION + (BUILDING if "--build" in sys.argv else ()):
+        importlib.import_module(module)
+    done = time.perf_counter()
+    print(f"import function_app {1000 * (app - start):7.0f} ms; first BlobCreated's imports "
+          f"{1000 * (done - app):7.0f} ms; total {1000 * (done - start):7.0f} ms; {len(sys.modules)} modules")
+
+
+if __name__ == "__main__":
+    main()
