@@ -11,6 +11,9 @@
 - Event Grid triggers: POST /runtime/webhooks/eventgrid?functionName=NAME (the bare name, exactly; header
   aeg-event-type); neither webhook filters events;
 - HTTP triggers: /api/<route>; POST /admin/functions/<name> with body {"input": "..."} runs any other function;
+- a storage scan standing in for the Event Grid subscription on the data account: new blob versions of the
+  watched containers become BlobCreated events (PutBlob, PutBlockList, CopyBlob; CreateFile + FlushWithClose with
+  DEVHOST_HNS=on) posted to the Event Grid trigger DEVHOST_SUBSCRIPTION_FUNCTION, retried as Event Grid retries;
 - a notification sink: POST/GET /sink/events (JSON lines in DEVHOST_STATE_DIR/sink-events.jsonl).
 Keys (`code` query parameter or x-functions-key header): DEVHOST_MASTER_KEY (any level), DEVHOST_FUNCTION_KEY,
 DEVHOST_EVENTGRID_KEY (both webhooks); DEVHOST_AUTH=off accepts requests without keys. With no

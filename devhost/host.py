@@ -26,10 +26,12 @@ from devhost.ncrontab import ScheduleError
 from devhost.queues import QueueOutputs, QueueTriggers
 from devhost.server import Endpoints
 from devhost.settings import HostJson, HostSettings, HostSettingsError, load_local_settings
+from devhost.subscription import StorageSubscription, Subscription
 from devhost.timers import Timers
 
 log = logging.getLogger("devhost")
 STORAGE_SETTING = "AzureWebJobsStorage"
+LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"   # the placeholder Azure subscription of local runs
 
 
 class DevHost:
@@ -49,6 +51,7 @@ class DevHost:
         self._invoker: Invoker | None = None
         self._blob_triggers: BlobTriggers | None = None
         self._queue_triggers: QueueTriggers | None = None
+        self._subscription: StorageSubscription | None = None
         self._timers: Timers | None = None
         self._endpoints: Endpoints | None = None
         self._replaced_settings: dict[str, str | None] = {}
@@ -88,12 +91,38 @@ class DevHost:
         self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers,
                                     route_prefix=host_json.route_prefix)
         self._serve(settings)
+        self._subscription = self._storage_subscription(settings)
         self._blob_triggers.start()
         self._queue_triggers.start()
         self._timers.start()
+        if self._subscription:
+            self._subscription.start()
         for spec in self.functions:
             log.info("function %s: %s %s", spec.name, spec.trigger_type,
                      _describe_trigger(spec, self.base_url, host_json.route_prefix))
+
+    def _storage_subscription(self, settings: HostSettings) -> StorageSubscription | None:
+        """The stand-in for the Event Grid subscription on the data account, when the app has its function."""
+        spec = next((s for s in self.functions if s.name == settings.subscription_function), None)
+        if spec is None or spec.trigger_type != "eventGridTrigger":
+            if settings.subscription_function != "off":
+                log.info("storage subscription off: no Event Grid trigger function %r (DEVHOST_SUBSCRIPTION_FUNCTION)",
+                         settings.subscription_function)
+            return None
+        connection = os.environ.get(settings.subscription_connection)
+        if not connection:
+            raise HostSettingsError(f"{settings.subscription_connection} is not set: the storage subscription for "
+                                    f"{spec.name} reads the data account from it (DEVHOST_SUBSCRIPTION_CONNECTION)")
+        data = BlobServiceClient.from_connection_string(connection)
+        containers = settings.subscription_containers or (
+            os.environ.get("RETRAINER_INCOMING_PATH", "incoming").split("/", 1)[0],)
+        topic = settings.subscription_topic or (f"/subscriptions/{LOCAL_SUBSCRIPTION}/resourceGroups/local/providers"
+                                                f"/Microsoft.Storage/storageAccounts/{data.account_name}")
+        return StorageSubscription(
+            Subscription(spec.name, containers, topic, settings.hierarchical_namespace, settings.eventgrid_retry_delays),
+            data=data, hosts=BlobServiceClient.from_connection_string(self.connection_string), endpoint=self.base_url,
+            key=settings.eventgrid_key if settings.auth else None, host_id=settings.host_id,
+            poll_interval=settings.poll_interval)
 
     def _start_azurite(self, settings: HostSettings) -> None:
         """No storage configured (or UseDevelopmentStorage=true): our own Azurite backs every setting
@@ -127,7 +156,7 @@ class DevHost:
     def stop(self) -> None:
         """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite.
         The server outlives the invocations: they may post to this host (run events, the sink)."""
-        for trigger in (self._blob_triggers, self._queue_triggers, self._timers):
+        for trigger in (self._subscription, self._blob_triggers, self._queue_triggers, self._timers):
             if trigger:
                 trigger.stop()
         if self._invoker:

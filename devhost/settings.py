@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from devhost.subscription import RETRY_SCHEDULE
+
 
 class HostSettingsError(ValueError):
     """A dev host setting is missing or invalid; the message names it."""
@@ -17,7 +19,7 @@ class HostSettingsError(ValueError):
 class HostSettings:
     host: str = "127.0.0.1"                  # DEVHOST_HOST
     port: int = 7071                         # DEVHOST_PORT (0: a free port)
-    poll_interval: float = 1.0               # DEVHOST_POLL_INTERVAL: seconds between blob container scans
+    poll_interval: float = 1.0               # DEVHOST_POLL_INTERVAL: seconds between storage scans
     workers: int = 4                         # DEVHOST_WORKERS: invocations running at once
     host_id: str = "devhost"                 # DEVHOST_HOST_ID: names receipts and timer status blobs
     auth: bool = True                        # DEVHOST_AUTH: off accepts every request without a key
@@ -27,6 +29,13 @@ class HostSettings:
     sink_key: str | None = field(default=None, repr=False)       # DEVHOST_SINK_KEY: x-retrainer-key on /sink
     azurite_dir: Path | None = None          # DEVHOST_AZURITE_DIR: Azurite data folder (unset: in memory)
     state_dir: Path = Path(".state")         # DEVHOST_STATE_DIR: the sink's events.jsonl
+    # The storage scan standing in for the Event Grid subscription on the data account (devhost/subscription.py)
+    subscription_function: str = "blob_events"                  # DEVHOST_SUBSCRIPTION_FUNCTION ("off": no scan)
+    subscription_connection: str = "RETRAINER_DATA_STORAGE"      # DEVHOST_SUBSCRIPTION_CONNECTION
+    subscription_containers: tuple[str, ...] = ()                # DEVHOST_SUBSCRIPTION_CONTAINERS (comma-separated)
+    subscription_topic: str | None = None                        # DEVHOST_SUBSCRIPTION_TOPIC
+    hierarchical_namespace: bool = False                         # DEVHOST_HNS
+    eventgrid_retry_delays: tuple[float, ...] = RETRY_SCHEDULE    # DEVHOST_EVENTGRID_RETRY_DELAYS (seconds)
 
     def __post_init__(self) -> None:
         if self.auth:
@@ -36,6 +45,9 @@ class HostSettings:
                     raise HostSettingsError(f"{name} is required (or set DEVHOST_AUTH=off for local use)")
         if self.poll_interval <= 0 or self.workers < 1:
             raise HostSettingsError("DEVHOST_POLL_INTERVAL must be > 0 and DEVHOST_WORKERS >= 1")
+        if not self.eventgrid_retry_delays or any(d < 0 for d in self.eventgrid_retry_delays):
+            raise HostSettingsError("DEVHOST_EVENTGRID_RETRY_DELAYS must be seconds >= 0, comma-separated, "
+                                    "e.g. 10,30,60")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HostSettings":
@@ -62,6 +74,18 @@ def _flag(raw: str) -> bool:
 
 _flag.__name__ = "on/off flag"
 
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _seconds(raw: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in raw.split(","))
+
+
+_names.__name__ = "comma-separated list of names"
+_seconds.__name__ = "comma-separated list of seconds"
+
 _VARIABLES = {
     "DEVHOST_HOST": ("host", str), "DEVHOST_PORT": ("port", int),
     "DEVHOST_POLL_INTERVAL": ("poll_interval", float), "DEVHOST_WORKERS": ("workers", int),
@@ -70,6 +94,11 @@ _VARIABLES = {
     "DEVHOST_FUNCTION_KEY": ("function_key", str), "DEVHOST_EVENTGRID_KEY": ("eventgrid_key", str),
     "DEVHOST_SINK_KEY": ("sink_key", str), "DEVHOST_AZURITE_DIR": ("azurite_dir", Path),
     "DEVHOST_STATE_DIR": ("state_dir", Path),
+    "DEVHOST_SUBSCRIPTION_FUNCTION": ("subscription_function", str),
+    "DEVHOST_SUBSCRIPTION_CONNECTION": ("subscription_connection", str),
+    "DEVHOST_SUBSCRIPTION_CONTAINERS": ("subscription_containers", _names),
+    "DEVHOST_SUBSCRIPTION_TOPIC": ("subscription_topic", str), "DEVHOST_HNS": ("hierarchical_namespace", _flag),
+    "DEVHOST_EVENTGRID_RETRY_DELAYS": ("eventgrid_retry_delays", _seconds),
 }
 
 
