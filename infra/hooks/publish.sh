@@ -10,4 +10,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-publish.txt
+if [ "${1:-}" = "--offline" ]; then
+  # Before provisioning (the first `azd up`) there is no workspace yet: the version needs none.
+  exec "$VENV/bin/python" -m retrainer publish --offline
+fi
 RETRAINER_BACKEND=azureml RETRAINER_AML_AUTH=cli exec "$VENV/bin/python" -m retrainer publish "$@"
