@@ -8,15 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from retrainer import cli, pipelines
 from retrainer.adapters.azureml_v1 import AzureMLBackend
 from retrainer.ports import PublishedPipelineRef
 
 REPO = Path(__file__).resolve().parents[2]
-AZURE_ENV = {"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
-             "RETRAINER_AML_RESOURCE_GROUP": "rg", "RETRAINER_AML_WORKSPACE": "ws", "RETRAINER_AML_AUTH": "cli"}
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -78,14 +74,6 @@ def test_publishing_needs_the_azure_ml_backend(tmp_path):
     result = run_cli("publish", "--manifest", str(tmp_path / "m.json"))
     assert result.returncode == 2
     assert result.stderr.startswith("error: publish needs RETRAINER_BACKEND=azureml")
-
-
-@pytest.fixture
-def azure_env(monkeypatch):
-    for name in [n for n in os.environ if n.startswith("RETRAINER_")]:
-        monkeypatch.delenv(name)
-    for name, value in AZURE_ENV.items():
-        monkeypatch.setenv(name, value)
 
 
 def test_publish_prints_the_endpoint_and_version_and_records_it(azure_env, tmp_path, monkeypatch, capsys):

@@ -2,24 +2,10 @@
 (the adapter's live_check autospec'd: no workspace here; the checks themselves are in test_azureml_v1)."""
 from __future__ import annotations
 
-import os
 from unittest.mock import create_autospec
-
-import pytest
 
 from retrainer import cli
 from retrainer.adapters.azureml_v1 import AzureMLBackend, LiveCheckFailed
-
-AZURE_ENV = {"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
-             "RETRAINER_AML_RESOURCE_GROUP": "rg", "RETRAINER_AML_WORKSPACE": "ws", "RETRAINER_AML_AUTH": "cli"}
-
-
-@pytest.fixture
-def azure_env(monkeypatch):
-    for name in [n for n in os.environ if n.startswith("RETRAINER_")]:
-        monkeypatch.delenv(name)
-    for name, value in AZURE_ENV.items():
-        monkeypatch.setenv(name, value)
 
 
 def live_check(monkeypatch, *outcomes):
