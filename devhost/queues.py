@@ -275,7 +275,7 @@ class QueueListener:
         record = _InFlight(message, renew_at=time.monotonic() + LISTENER_VISIBILITY / 2)
         with self._lock:
             self._in_flight[message.id] = record
-        future = self._submit(self.spec, lambda: trigger_argument(message, body), "queue")
+        future = self._submit(self.spec, lambda: trigger_argument(self.spec, message, body), "queue")
         future.add_done_callback(lambda done: self._complete(record, done))
 
     def _decode(self, message: Any) -> bytes | None:
@@ -354,14 +354,19 @@ class QueueListener:
                                   record.message.id)
 
 
-def trigger_argument(message: Any, body: bytes) -> Any:
-    """The azure.functions.QueueMessage the worker builds: the host sends the body as a string (invalid UTF-8
-    replaced, Body.ToValidUTF8String) and the metadata as typed data (strings, numbers and dates as JSON)."""
+def trigger_argument(spec: FunctionSpec, message: Any, body: bytes) -> Any:
+    """What the worker passes for a queue message: for a func.QueueMessage parameter, the object azure.functions'
+    QueueMessageInConverter builds from the body the host sends as a string (invalid UTF-8 replaced:
+    Body.ToValidUTF8String) and the metadata it sends as typed data (strings, numbers and dates as JSON); for a
+    str or bytes parameter, the body itself."""
+    text = body.decode("utf-8", errors="replace")
+    if spec.parameter.annotation in (str, bytes):
+        return text if spec.parameter.annotation is str else text.encode("utf-8")
     metadata = {"Id": meta.Datum(message.id, "string"), "PopReceipt": meta.Datum(message.pop_receipt, "string"),
                 "DequeueCount": meta.Datum(json.dumps(message.dequeue_count), "json"),
                 "InsertionTime": _date(message.inserted_on), "ExpirationTime": _date(message.expires_on),
                 "NextVisibleTime": _date(message.next_visible_on)}
-    return QueueMessageInConverter.decode(meta.Datum(body.decode("utf-8", errors="replace"), "string"),
+    return QueueMessageInConverter.decode(meta.Datum(text, "string"),
                                           trigger_metadata={k: v for k, v in metadata.items() if v is not None})
 
 
