@@ -117,10 +117,13 @@ class StorageSubscription:
                          threading.Thread(target=self._retry_forever, name="eventgrid-retries", daemon=True)]
 
     def start(self) -> None:
-        try:
-            self._hosts.create_container(HOSTS_CONTAINER)
-        except ResourceExistsError:
-            pass
+        """Creates the host container and the watched containers if missing (on Azure, infra/ creates those)."""
+        for service, container in [(self._hosts, HOSTS_CONTAINER),
+                                   *((self._data, c) for c in self.subscription.containers)]:
+            try:
+                service.create_container(container)
+            except ResourceExistsError:
+                pass
         self._created = self._subscription_created()
         self._load_receipts()
         for thread in self._threads:
@@ -167,7 +170,7 @@ class StorageSubscription:
                 try:
                     self._scan(container)
                 except ResourceNotFoundError:
-                    pass                        # the container does not exist yet: no blob, no event
+                    pass                        # the container was deleted: no blob, no event
                 except Exception:               # Storage down for a moment: log it and scan again next interval
                     log.exception("storage subscription: scanning container %r failed", container)
             self._stopping.wait(self._interval)
