@@ -325,7 +325,7 @@ def _run_failed(run: RunInfo) -> tuple[str, dict[str, Any], str]:
     fields = {"failed_step": step.name if step else None, "log": step.log_location if step else None,
               "error": run.error}
     where = f"step {step.name} failed; log: {step.log_location or 'not available'}" if step else \
-        (run.error or "no step failed (cancelled?)")
+        (run.error or f"it ended {run.status} before any step failed, and the backend recorded no reason")
     return State.FAILED, fields, f"run {run.run_id} {run.status}: {where}"
 
 

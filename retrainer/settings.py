@@ -78,6 +78,8 @@ class Settings:
     local_events_endpoint: str | None = _url()       # RETRAINER_LOCAL_EVENTS_ENDPOINT
     local_events_key: str | None = _secret()         # RETRAINER_LOCAL_EVENTS_KEY
     local_max_runs: int = 2                          # RETRAINER_LOCAL_MAX_RUNS: local runs at once
+    local_worker_lease_seconds: int = 60             # RETRAINER_LOCAL_WORKER_LEASE_SECONDS
+    mlflow_uri: str | None = _url()                  # RETRAINER_MLFLOW_TRACKING_URI (default: SQLite in state_dir)
 
     @property
     def workspace_topic(self) -> str:
@@ -91,7 +93,9 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+        """The local backend's MLflow tracking and registry store: RETRAINER_MLFLOW_TRACKING_URI (e.g. an
+        MLflow server), else SQLite in the state folder."""
+        return self.mlflow_uri or f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
 
     def public(self) -> dict[str, object]:
         """Every non-secret setting, for the health endpoint; URLs as their origin only."""
@@ -148,6 +152,7 @@ _ENV_NAMES.update(
     data_connection="RETRAINER_DATA_STORAGE",
     data_service_uri="RETRAINER_DATA_STORAGE__serviceUri",
     retrain_schedule="RETRAINER_SCHEDULE",
+    mlflow_uri="RETRAINER_MLFLOW_TRACKING_URI",
 )
 
 

@@ -6,28 +6,39 @@ processes (`retrainer.adapters.local_worker`, at most RETRAINER_LOCAL_MAX_RUNS a
 and, when it ends, publish the RunCompleted or RunStatusChanged event in Azure ML's schema, as Azure ML
 would. "Publishing" records the pipeline version per endpoint in the state folder, so a changed
 definition is visible as a new version.
+
+Every MLflow call goes through one seam, `calls` (the shared `Retry` unless given another): a test
+injects transient errors, lost responses and delays there, and the RETRAINER_MLFLOW_TRACKING_URI setting
+can put an MLflow server behind a fault proxy. The two calls that create something (a run, a model
+version) look for what a failed attempt may have made before they try again, so a lost response never
+makes a second run or version.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
-from retrainer.policy import TAG_RUN_ID
+from retrainer.policy import TAG_KEY_HASH, TAG_RUN_ID
 from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
+from retrainer.retry import Retry, retry as default_retry
 from retrainer.settings import Settings
+
+T = TypeVar("T")
 
 TAG_LOCAL_JOB = "retrainer.local_job"    # what the run worker needs, set with the run's creation
 
 
 class LocalMLBackend:
-    def __init__(self, settings: Settings, blobs: BlobStore):
+    def __init__(self, settings: Settings, blobs: BlobStore, *, calls: Retry = default_retry):
         self._settings = settings
         self._blobs = blobs
+        self._call = calls
         self._published: dict[str, PublishedPipelineRef] = {}
         self._lock = threading.Lock()
 
@@ -76,48 +87,59 @@ class LocalMLBackend:
         from retrainer.localrun.store import TAG_PIPELINE, RunStore
 
         client = self._client()
-        experiment_id = RunStore(self._settings.mlflow_tracking_uri).experiment_id(experiment)
+        experiment_id = self._call(RunStore(self._settings.mlflow_tracking_uri).experiment_id, experiment)
+
+        def made_by_a_lost_attempt():
+            found = self._run_tagged(TAG_KEY_HASH, tags[TAG_KEY_HASH]) if TAG_KEY_HASH in tags else None
+            return client.get_run(found) if found else None
         # One call creates the run with the key's tags and the job, as Azure ML's anchor run does
         # (adapters/azureml_v1.py submit): a crash before the job is queued leaves a run that find_run
         # finds and queues. The runner sets the pipeline name again when it starts; a queued run shows it.
         job = {"pipeline": ref.name, "experiment": experiment, "parameters": dict(parameters)}
-        run = client.create_run(experiment_id, run_name=f"{ref.name}-{ref.version[:8]}",
-                                tags={**tags, TAG_PIPELINE: ref.name, TAG_LOCAL_JOB: json.dumps(job)})
+        run = self._call(_once(client.create_run, made_by_a_lost_attempt), experiment_id,
+                         run_name=f"{ref.name}-{ref.version[:8]}",
+                         tags={**tags, TAG_PIPELINE: ref.name, TAG_LOCAL_JOB: json.dumps(job)})
         run_id = run.info.run_id
         for name, value in parameters.items():
-            client.log_param(run_id, name, value)
+            self._call(client.log_param, run_id, name, value)
         self._enqueue(run_id, job)
         return RunRef(run_id=run_id, experiment=experiment, tags=dict(tags))
 
     def _enqueue(self, run_id: str, job: Mapping) -> None:
         from retrainer.adapters.local_queue import RunQueue
 
-        RunQueue(self._settings.state_dir, self._settings.local_max_runs).put(run_id, {**job, "run_id": run_id})
+        RunQueue.of(self._settings).put(run_id, {**job, "run_id": run_id})
         logs = self._settings.state_dir / "workers"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{run_id}.log", "ab") as log:
             # A new session: the run outlives the invocation (and a host restart), as on Azure ML.
-            subprocess.Popen([sys.executable, "-m", "retrainer.adapters.local_worker"], stdout=log,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                             env=os.environ.copy())
+            worker = subprocess.Popen([sys.executable, "-m", "retrainer.adapters.local_worker"], stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                      env=os.environ.copy())
+        # Reap it when it exits: a dead child left unwaited is a zombie, which a liveness probe of its pid
+        # takes for alive. (A host that dies leaves its workers to init, which reaps them.)
+        threading.Thread(target=worker.wait, name=f"reap-worker-{worker.pid}", daemon=True).start()
 
     def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
-        from retrainer.localrun import store
-
-        run_id = store.find_run_by_tag(self._settings.mlflow_tracking_uri, self._settings.experiment,
-                                       tag_key, tag_value)
+        run_id = self._call(self._run_tagged, tag_key, tag_value)
         if run_id is None:
             return None
         self._enqueue_if_never_queued(run_id)
         return RunRef(run_id=run_id, experiment=self._settings.experiment)
 
+    def _run_tagged(self, tag_key: str, tag_value: str) -> str | None:
+        from retrainer.localrun import store
+
+        return store.find_run_by_tag(self._settings.mlflow_tracking_uri, self._settings.experiment, tag_key,
+                                     tag_value)
+
     def _enqueue_if_never_queued(self, run_id: str) -> None:
         """Queue a run its submitter created but died before queueing: still running, never seen by the queue."""
         from retrainer.adapters.local_queue import RunQueue
 
-        if RunQueue(self._settings.state_dir, self._settings.local_max_runs).knows(run_id):
+        if RunQueue.of(self._settings).knows(run_id):
             return
-        run = self._client().get_run(run_id)
+        run = self._call(self._client().get_run, run_id)
         job = run.data.tags.get(TAG_LOCAL_JOB)
         if run.info.status == "RUNNING" and job:
             self._enqueue(run_id, json.loads(job))
@@ -126,15 +148,17 @@ class LocalMLBackend:
         from retrainer.adapters.local_queue import RunQueue
         from retrainer.localrun import store
 
-        info = store.read_run(self._settings.mlflow_tracking_uri, run_id)
-        if info.status == RunStatus.RUNNING and not RunQueue(self._settings.state_dir,
-                                                             self._settings.local_max_runs).has(run_id):
+        uri = self._settings.mlflow_tracking_uri
+        info = self._call(store.read_run, uri, run_id)
+        queue = RunQueue.of(self._settings)
+        if info.status == RunStatus.RUNNING and not queue.has(run_id):
             # Nothing will ever move it: the host died between creating and queueing it, or its worker
-            # died. Fail it, so reconcile reports it instead of waiting forever.
+            # died (its lease ran out). Fail it, so reconcile reports it instead of waiting forever.
             client = self._client()
-            client.set_tag(run_id, store.TAG_ERROR, "its local worker is gone (the process died); submit again")
-            client.set_terminated(run_id, status="FAILED")
-            info = store.read_run(self._settings.mlflow_tracking_uri, run_id)
+            self._call(client.set_tag, run_id, store.TAG_ERROR, "its local worker is gone (no heartbeat for "
+                       f"{queue.lease_seconds:g}s: the process died or hung); submit again")
+            self._call(client.set_terminated, run_id, status="FAILED")
+            info = self._call(store.read_run, uri, run_id)
         return info
 
     # -- models (the MLflow model registry)
@@ -146,32 +170,50 @@ class LocalMLBackend:
         step = run.model_step(self._settings.model_step)
         client = self._client()
         try:
-            client.create_registered_model(name)
+            self._call(client.create_registered_model, name)
         except mlflow.exceptions.MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         version_tags = {**properties, **tags, TAG_RUN_ID: run.run_id}
-        version = client.create_model_version(name, source=f"runs:/{step.run_id}/{path}",
-                                              run_id=step.run_id, tags=version_tags)
+        version = self._call(_once(client.create_model_version, lambda: self._version_of_run(name, run.run_id)),
+                             name, source=f"runs:/{step.run_id}/{path}", run_id=step.run_id, tags=version_tags)
         return _model_ref(version)
 
     def current_model(self, name: str) -> ModelRef | None:
-        versions = self._versions(f"name = '{_quote(name)}'")
+        versions = self._call(self._versions, f"name = '{_quote(name)}'")
         return _model_ref(max(versions, key=lambda v: int(v.version))) if versions else None
 
     def find_model(self, name: str, run_id: str) -> ModelRef | None:
+        version = self._call(self._version_of_run, name, run_id)
+        return _model_ref(version) if version else None
+
+    def _version_of_run(self, name: str, run_id: str):
         versions = self._versions(f"name = '{_quote(name)}' and tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'")
-        return _model_ref(min(versions, key=lambda v: int(v.version))) if versions else None
+        return min(versions, key=lambda v: int(v.version)) if versions else None
 
     def _versions(self, filter_string: str) -> list:
         return list(self._client().search_model_versions(filter_string))
 
     def _client(self):
-        from mlflow.tracking import MlflowClient
+        from retrainer.localrun import store
 
-        self._settings.state_dir.mkdir(parents=True, exist_ok=True)
-        return MlflowClient(tracking_uri=self._settings.mlflow_tracking_uri,
-                            registry_uri=self._settings.mlflow_tracking_uri)
+        return store.client(self._settings.mlflow_tracking_uri)
+
+
+def _once(create: Callable[..., T], made_by_earlier_attempt: Callable[[], T | None]) -> Callable[..., T]:
+    """`create` made safe to retry: every attempt after the first looks first for what an earlier one made
+    (its outcome is unknown when its response was lost) and returns that instead of creating another."""
+    attempted = False
+
+    @functools.wraps(create)
+    def attempt(*args, **kwargs):
+        nonlocal attempted
+        if attempted and (made := made_by_earlier_attempt()) is not None:
+            return made
+        attempted = True
+        return create(*args, **kwargs)
+
+    return attempt
 
 
 def _model_ref(version) -> ModelRef:

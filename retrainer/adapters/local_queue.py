@@ -5,26 +5,38 @@ once) must not start a thousand processes. `submit` enqueues a job and starts a 
 that gets no slot (all N held) exits at once, and a worker holding a slot runs jobs until the queue
 is empty. Every slot holder looks at the queue again after letting its slot go, so the last one out
 sees a job enqueued while it was finishing.
+
+A taken job is alive while its worker renews a lease on it: the taken file's modification time, touched
+every quarter lease. A pid would not do: a dead child its parent has not reaped yet (a zombie) still
+answers `kill(pid, 0)`, and a pid is reused.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from retrainer.settings import Settings
+
 
 class RunQueue:
-    def __init__(self, state_dir: Path, slots: int):
+    def __init__(self, state_dir: Path, slots: int, lease_seconds: float = Settings.local_worker_lease_seconds):
         self._waiting = state_dir / "queue" / "waiting"
         self._taken = state_dir / "queue" / "taken"
         self._slots = state_dir / "queue" / "slots"
         self._slot_count = max(1, slots)
+        self.lease_seconds = lease_seconds
         for folder in (self._waiting, self._taken, self._slots):
             folder.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def of(cls, settings: Settings) -> "RunQueue":
+        return cls(settings.state_dir, settings.local_max_runs, settings.local_worker_lease_seconds)
 
     def put(self, run_id: str, job: dict) -> None:
         # The name sorts by enqueue time, so `take` needs no stat of a file another worker may be moving.
@@ -37,20 +49,37 @@ class RunQueue:
         return any(self._waiting.glob("*.json"))
 
     def take(self) -> dict | None:
-        """The oldest waiting job, moved to `taken` atomically so no two workers run it, and marked with
-        this process's id so a job whose worker died can be told from one still running."""
+        """The oldest waiting job, moved to `taken` atomically so no two workers run it, its lease started."""
         for path in sorted(self._waiting.glob("*.json")):
             claimed = self._taken / path.name
             try:
                 path.rename(claimed)
             except FileNotFoundError:
                 continue        # another worker took it first
-            claimed.with_suffix(".pid").write_text(str(os.getpid()))
+            os.utime(claimed)   # the rename kept the enqueue time
             return json.loads(claimed.read_text())
         return None
 
+    @contextmanager
+    def lease(self, run_id: str) -> Iterator[None]:
+        """Renew the lease of a taken job while the body runs (in a thread: a step may run for hours)."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_seconds / 4):
+                for path in self._taken.glob(f"*-{run_id}.json"):
+                    path.touch()
+
+        renewer = threading.Thread(target=renew, name=f"lease-{run_id}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+
     def done(self, run_id: str) -> None:
-        for path in self._taken.glob(f"*-{run_id}.*"):
+        for path in self._taken.glob(f"*-{run_id}.json"):
             path.unlink(missing_ok=True)
 
     def knows(self, run_id: str) -> bool:
@@ -58,18 +87,16 @@ class RunQueue:
         return any(self._waiting.glob(f"*-{run_id}.json")) or any(self._taken.glob(f"*-{run_id}.json"))
 
     def has(self, run_id: str) -> bool:
-        """Whether the run is waiting, or taken by a worker that is still alive."""
+        """Whether the run is waiting, or taken by a worker whose lease has not run out."""
         if any(self._waiting.glob(f"*-{run_id}.json")):
             return True
-        for pid_file in self._taken.glob(f"*-{run_id}.pid"):
+        for path in self._taken.glob(f"*-{run_id}.json"):
             try:
-                os.kill(int(pid_file.read_text()), 0)
-            except ProcessLookupError:
-                return False
-            except (ValueError, PermissionError):
-                return True     # half written, or another user's process: not provably gone
-            return True
-        return any(self._taken.glob(f"*-{run_id}.json"))   # taken a moment ago, pid not written yet
+                if time.time() - path.stat().st_mtime < self.lease_seconds:
+                    return True
+            except FileNotFoundError:
+                continue        # done meanwhile
+        return False
 
     @contextmanager
     def slot(self) -> Iterator[bool]:

@@ -122,17 +122,16 @@ class _Runner:
     """What running a job needs, built once per worker: the imports alone take seconds."""
 
     def __init__(self, settings: Settings):
-        from mlflow.tracking import MlflowClient
-
         from retrainer import bootstrap
+        from retrainer.localrun import store
 
         self.settings = settings
         self.blobs = bootstrap.blob_store(settings)
         self.backend = bootstrap.local_backend(settings, self.blobs)
-        self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+        self.client = store.client(settings.mlflow_tracking_uri)
 
     def run(self, job: dict) -> str:
-        from retrainer.localrun import run_pipeline
+        from retrainer.localrun import run_pipeline, store
 
         settings, run_id = self.settings, job["run_id"]
         parent = self.client.get_run(run_id)
@@ -144,8 +143,11 @@ class _Runner:
                                   fetch_data=data_fetcher(settings, self.blobs),
                                   store_output=output_store(settings, self.blobs))
             status = result.status
-        except Exception:
+        except Exception as error:
             log.exception("run %s could not run", run_id)
+            if store.TAG_ERROR not in self.client.get_run(run_id).data.tags:   # the runner names most causes
+                self.client.set_tag(run_id, store.TAG_ERROR, f"the run could not start: {type(error).__name__}: "
+                                                             f"{error}")
             self.client.set_terminated(run_id, status="FAILED")
         tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
         event = run_event(settings, run_id, job["experiment"], parent.info.experiment_id, status, tags,
@@ -161,18 +163,19 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
-    queue = RunQueue(settings.state_dir, settings.local_max_runs)
+    queue = RunQueue.of(settings)
     runner = None
     while True:
         with queue.slot() as held:
             if not held:
                 return 0
             while (job := queue.take()) is not None:
-                runner = runner or _Runner(settings)
-                try:
-                    runner.run(job)
-                except Exception:   # e.g. the event could not be sent: reconcile finishes the run
-                    log.exception("run %s: its end could not be reported", job["run_id"])
+                with queue.lease(job["run_id"]):
+                    runner = runner or _Runner(settings)
+                    try:
+                        runner.run(job)
+                    except Exception:   # e.g. the event could not be sent: reconcile finishes the run
+                        log.exception("run %s: its end could not be reported", job["run_id"])
                 queue.done(job["run_id"])
         if not queue.pending():     # a job enqueued while this worker was letting its slot go
             return 0

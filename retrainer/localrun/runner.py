@@ -187,6 +187,9 @@ def _fetch(label: str | None, datastore: str, path: str,
         return Path(fetch_data(datastore, path)).resolve()
     except (FileNotFoundError, LookupError) as error:
         raise PipelineInputError(f"{label}: {path!r} not found on datastore {datastore!r} ({error})") from None
+    except Exception as error:     # e.g. the download ran out of retries: name the last error
+        raise PipelineInputError(f"{label}: the download of {path!r} from datastore {datastore!r} failed; "
+                                 f"the last attempt: {type(error).__name__}: {error}") from None
 
 
 # ---------------------------------------------------------------- scheduling

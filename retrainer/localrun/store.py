@@ -5,8 +5,10 @@ Run ids are MLflow run ids; statuses are mapped to Azure ML's strings (ports.Run
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,32 @@ _TO_RUN_STATUS = {"RUNNING": RunStatus.RUNNING, "SCHEDULED": RunStatus.QUEUED, "
 _MAX_TAG = 5000
 
 
+_SQLITE = "sqlite:///"
+_initialised: set[str] = set()
+_initialising = threading.Lock()
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    """An MlflowClient on `tracking_uri` as tracking and registry store. The first one in a process makes
+    sure a SQLite store's tables exist, under a file lock beside the database: MLflow's SqlAlchemyStore
+    creates them (and runs the alembic migrations) unguarded whenever one is missing
+    (mlflow/store/tracking/sqlalchemy_store.py and model_registry/sqlalchemy_store.py, `__init__`), so two
+    processes starting on a fresh state folder at once can both migrate, and one fails for good ("table
+    _alembic_tmp_tags already exists")."""
+    with _initialising:
+        if tracking_uri in _initialised or not tracking_uri.startswith(_SQLITE):
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        database = Path(tracking_uri[len(_SQLITE):])
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with open(database.with_name(database.name + ".init.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)    # released when the file closes, or the process dies
+            mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            mlflow.search_experiments(max_results=1)          # builds the tracking store
+            mlflow.search_registered_models(max_results=1)    # and the registry store
+        _initialised.add(tracking_uri)
+        return mlflow
+
+
 class RunNotFoundError(LookupError):
     """No MLflow run has this id."""
 
@@ -46,7 +74,7 @@ class ReusableStep:
 class RunStore:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = client(tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -60,10 +88,9 @@ class RunStore:
     def _artifact_location(self, experiment: str) -> str | None:
         """Artifacts beside the SQLite database: MLflow's default is ./mlruns of whichever process
         happened to create the experiment."""
-        prefix = "sqlite:///"
-        if not self.tracking_uri.startswith(prefix):
+        if not self.tracking_uri.startswith(_SQLITE):
             return None
-        folder = Path(self.tracking_uri[len(prefix):]).resolve().parent / "artifacts" / experiment
+        folder = Path(self.tracking_uri[len(_SQLITE):]).resolve().parent / "artifacts" / experiment
         return folder.as_uri()
 
     def start_parent(self, experiment: str, name: str, tags: Mapping[str, str], parent_run_id: str | None) -> str:
@@ -155,14 +182,14 @@ def read_run(tracking_uri: str, run_id: str) -> RunInfo:
 
 def find_run_by_tag(tracking_uri: str, experiment: str, key: str, value: str) -> str | None:
     """The newest top-level run in the experiment with tag key=value, if any."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    mlflow = client(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         return None
     # MLflow's filter grammar has no escape for quotes or backslashes (ledger keys may hold both): match
     # them with LIKE's one-character wildcard, then compare exactly.
     pattern = "".join("_" if c in "'\"\\%_" else c for c in value)
-    runs = client.search_runs([found.experiment_id], f"tags.`{key}` LIKE '{pattern}'",
+    runs = mlflow.search_runs([found.experiment_id], f"tags.`{key}` LIKE '{pattern}'",
                               order_by=["attributes.start_time DESC"], max_results=1000)
     matching = [run for run in runs
                 if run.data.tags.get(key) == value and MLFLOW_PARENT_RUN_ID not in run.data.tags]

@@ -1,6 +1,7 @@
 """The local backend's run queue: each job runs once, and no more workers than slots hold one."""
-import subprocess
+import os
 import threading
+import time
 
 from retrainer.adapters.local_queue import RunQueue
 
@@ -42,21 +43,26 @@ def test_no_more_slot_holders_than_slots(tmp_path):
         assert again, "a released slot is free again"
 
 
-def test_a_job_is_known_while_waiting_or_running_and_not_once_its_worker_died(tmp_path):
-    queue = RunQueue(tmp_path, slots=1)
+def test_a_job_is_alive_while_waiting_or_while_its_worker_renews_its_lease(tmp_path):
+    queue = RunQueue(tmp_path, slots=1, lease_seconds=60)
     queue.put("r1", {"run_id": "r1"})
     assert queue.has("r1")
     queue.take()
-    assert queue.has("r1"), "taken by this (living) process"
+    assert queue.has("r1"), "taken, its lease just started"
+    [taken] = (tmp_path / "queue" / "taken").glob("*-r1.json")
 
-    dead = _a_dead_pid()
-    [pid_file] = (tmp_path / "queue" / "taken").glob("*-r1.pid")
-    pid_file.write_text(str(dead))
+    old = time.time() - 61
+    os.utime(taken, (old, old))      # a worker that died (or hangs): nobody renewed the lease
     assert not queue.has("r1")
     assert not queue.has("never-queued")
 
 
-def _a_dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
+def test_a_worker_holding_the_lease_keeps_it_past_the_lease_time(tmp_path):
+    queue = RunQueue(tmp_path, slots=1, lease_seconds=0.4)
+    queue.put("r1", {"run_id": "r1"})
+    queue.take()
+    with queue.lease("r1"):
+        time.sleep(1.0)
+        assert queue.has("r1")
+    queue.done("r1")
+    assert not queue.has("r1")
