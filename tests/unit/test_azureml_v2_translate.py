@@ -21,6 +21,7 @@ from tests.fixtures.localrun import pipeline as fixture_pipeline
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "azureml_v2_diabetes_training.json"
 VERSION = "0123456789abcdef0123456789abcdef"
+FINGERPRINT = "etag:0x8DC0123456789AB"
 
 
 def rest_json(entity) -> dict:
@@ -46,7 +47,8 @@ def lab_definition() -> PipelineDefinition:
 def lab():
     translated = translate(lab_definition(), VERSION)
     job = pipeline_job(f"azureml:diabetes_training:{VERSION}",
-                       job_inputs(translated, {"input_data": "2026/diabetes.csv"}, path_type),
+                       job_inputs(translated, {"input_data": "2026/diabetes.csv", "input_data_version": FINGERPRINT},
+                                  path_type),
                        name="retrainer-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c", experiment="diabetes-retraining",
                        tags={"retrainer.app": "retrainer", "retrainer.key_sha": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"},
                        compute="cpu-cluster")
@@ -71,11 +73,14 @@ def test_the_lab_pipeline_has_its_two_steps_wired_prep_to_train(lab):
 
     assert list(spec["jobs"]) == ["prep", "train"] and spec["version"] == VERSION
     assert prep_spec["command"] == ("python prep_diabetes.py --input-data ${{inputs.input_data}} "
+                                    "--input-data-version ${{inputs.input_data_version}} "
                                     "--prepped-data ${{outputs.prepped_data}}")
     assert train_spec["command"] == "python train_diabetes.py --training-data ${{inputs.prepped_data}}"
     assert prep_spec["code"] == train_spec["code"] == "<repo>/step_scripts"
-    # the DataPath parameter: a pipeline input, mounted read-only into prep
-    assert spec["inputs"] == {"input_data": {"type": "uri_file"}}
+    # the DataPath parameter: a pipeline input, mounted read-only into prep; the fingerprint: a string input
+    assert spec["inputs"] == {"input_data": {"type": "uri_file"},
+                              "input_data_version": {"type": "string", "default": "unversioned"}}
+    assert prep["inputs"]["input_data_version"]["value"] == "${{parent.inputs.input_data_version}}"
     assert prep["inputs"]["input_data"]["value"] == "${{parent.inputs.input_data}}"
     assert prep_spec["inputs"]["input_data"] == {"type": "uri_file", "mode": "ro_mount"}
     # the PipelineData: prep's output, train's input
@@ -92,15 +97,16 @@ def test_the_job_binds_the_data_path_on_the_datastore_with_tags_in_the_request(l
 
     assert job["name"] == "retrainer-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
     assert properties["componentId"] == f"azureml:diabetes_training:{VERSION}"
-    assert properties["inputs"] == {"input_data": {
-        "jobInputType": "uri_file", "uri": "azureml://datastores/training_data/paths/2026/diabetes.csv"}}
+    assert properties["inputs"] == {
+        "input_data": {"jobInputType": "uri_file", "uri": "azureml://datastores/training_data/paths/2026/diabetes.csv"},
+        "input_data_version": {"jobInputType": "literal", "value": FINGERPRINT}}
     assert properties["tags"]["retrainer.key_sha"] == "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
     assert properties["experimentName"] == "diabetes-retraining"
     assert properties["settings"]["default_compute"] == "cpu-cluster"
 
 
 def test_every_parameter_becomes_a_typed_pipeline_input_and_a_folder_binds_as_uri_folder():
-    """The fixture has a DataPath parameter and two string parameters (like `input_data_version`)."""
+    """The fixture's parameters: a DataPath and two strings, none of them the lab's."""
     translated = translate(fixture_pipeline.build(environment="fixture-env"), VERSION)
     spec = rest_json(translated.component)["properties"]["componentSpec"]
 
@@ -123,7 +129,7 @@ def test_a_parameter_the_pipeline_does_not_declare_is_refused_by_name():
     translated = translate(fixture_pipeline.build(environment="fixture-env"), VERSION)
 
     with pytest.raises(ValueError, match="has no parameter 'input_data_version'"):
-        job_inputs(translated, {"input_data": "a.csv", "input_data_version": "abc"}, path_type)
+        job_inputs(translated, {"input_data": "a.csv", "input_data_version": "abc"}, path_type)   # not in the fixture
 
 
 def test_a_step_without_an_environment_fails_naming_it():
