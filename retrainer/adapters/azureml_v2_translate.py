@@ -44,6 +44,8 @@ URI_FOLDER = "uri_folder"
 _IO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INPUT_MODES = {"mount": "ro_mount", "download": "download", "direct": "direct"}
 _PRIMITIVE_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+_DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$")
+DATA_DEFAULT_TAG = "retrainer.data_default."   # + input name, on the pipeline component
 
 
 class UntranslatableStepError(PipelineDefinitionError):
@@ -58,13 +60,6 @@ class DataParameter:
     type: str           # URI_FILE | URI_FOLDER
 
 
-@dataclass(frozen=True)
-class V2Pipeline:
-    """The translated definition: the pipeline component to register, and each pipeline input's default."""
-    component: Any                          # azure.ai.ml.entities.PipelineComponent
-    defaults: Mapping[str, Any]             # input name -> plain value or DataParameter
-
-
 def datastore_uri(datastore: str, path: str) -> str:
     """The v2 address of a path on a datastore (how `Input(path=...)` names registered-datastore data)."""
     return f"azureml://datastores/{datastore}/paths/{path.lstrip('/')}"
@@ -75,8 +70,10 @@ def path_type(path: str) -> str:
     return URI_FILE if PurePosixPath(path).suffix and not path.endswith("/") else URI_FOLDER
 
 
-def translate(definition: PipelineDefinition, version: str) -> V2Pipeline:
-    """The definition as a v2 pipeline component named after it, with `version` (its content hash)."""
+def translate(definition: PipelineDefinition, version: str) -> Any:
+    """The definition as a v2 pipeline component (azure.ai.ml.entities.PipelineComponent) named after it, with
+    `version` (its content hash). A data input has no default in a v2 component spec, so each DataPath
+    parameter's default is kept in a tag (`DATA_DEFAULT_TAG` + name = its azureml:// address)."""
     from azure.ai.ml import Input
     from azure.ai.ml.entities import PipelineComponent
 
@@ -90,47 +87,56 @@ def translate(definition: PipelineDefinition, version: str) -> V2Pipeline:
     producers = {output: node.name for node in nodes for output in node.outputs}
     jobs = {node.name: _step_job(node, defaults, producers) for node in nodes}
     inputs = {name: _pipeline_input(Input, value) for name, value in sorted(defaults.items())}
-    component = PipelineComponent(name=definition.name, version=version, display_name=definition.name,
-                                  description=f"{definition.name} (retrainer, version {version})",
-                                  inputs=inputs, jobs=jobs)
-    return V2Pipeline(component=component, defaults=defaults)
+    data_defaults = {DATA_DEFAULT_TAG + name: datastore_uri(value.datastore, value.path)
+                     for name, value in sorted(defaults.items()) if isinstance(value, DataParameter)}
+    return PipelineComponent(name=definition.name, version=version, display_name=definition.name,
+                             description=f"{definition.name} (retrainer, version {version})",
+                             inputs=inputs, jobs=jobs, tags=data_defaults)
 
 
-def job_inputs(pipeline: V2Pipeline, parameters: Mapping[str, str], data_type: Callable[[str], str]) -> dict:
-    """Every pipeline input for one submission: the given parameters over the definition's defaults. A data
-    parameter's value is a path on the parameter's datastore; `data_type(path)` says whether it names a file or a
-    folder (uri_file / uri_folder; the job's input type is what v2 mounts, whatever the component declared)."""
+def job_inputs(component: Any, parameters: Mapping[str, str], data_type: Callable[[str], str]) -> dict:
+    """Every pipeline input for one submission of `component` (as translated, or as the workspace returns it):
+    the given parameters over the component's defaults. A data parameter's value is a path on the datastore of
+    its default; `data_type(path)` says whether it names a file or a folder (the job's input type is what v2
+    mounts, whatever type the component declared)."""
     from azure.ai.ml import Input
 
-    unknown = sorted(set(parameters) - set(pipeline.defaults))
+    declared = dict(component.inputs)
+    unknown = sorted(set(parameters) - set(declared))
     if unknown:
-        raise ValueError(f"pipeline {pipeline.component.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"its parameters: {', '.join(sorted(pipeline.defaults))}")
+        raise ValueError(f"pipeline {component.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters: {', '.join(sorted(declared))}")
     inputs: dict[str, Any] = {}
-    for name, default in sorted(pipeline.defaults.items()):
-        if isinstance(default, DataParameter):
-            path = parameters.get(name, default.path)
-            kind = data_type(path) if name in parameters else default.type
-            inputs[name] = Input(type=kind, path=datastore_uri(default.datastore, path))
-        else:
-            inputs[name] = _value(name, default, parameters[name]) if name in parameters else default
+    for name, spec in sorted(declared.items()):
+        if spec.type in (URI_FILE, URI_FOLDER):
+            default = _DATASTORE_URI.match((component.tags or {}).get(DATA_DEFAULT_TAG + name, ""))
+            if default is None:
+                raise ValueError(f"pipeline {component.name!r} records no datastore for its data input {name!r} "
+                                 f"(tag {DATA_DEFAULT_TAG + name}): publish it again")
+            if name in parameters:
+                path, kind = parameters[name], data_type(parameters[name])
+            else:
+                path, kind = default["path"], spec.type
+            inputs[name] = Input(type=kind, path=datastore_uri(default["datastore"], path))
+        elif name in parameters:
+            inputs[name] = _value(name, spec.type, parameters[name])
     return inputs
 
 
-def _value(name: str, default: Any, raw: Any) -> Any:
-    """A submitted parameter as the type of its default (the pipeline input's declared type)."""
-    if isinstance(default, bool):
+def _value(name: str, kind: str, raw: Any) -> Any:
+    """A submitted parameter as its pipeline input's declared type (one left out takes the input's default)."""
+    if kind == "boolean":
         text = str(raw).strip().lower()
         if text in ("true", "false"):
             return text == "true"
-    elif isinstance(default, (int, float)):
+    elif kind in ("integer", "number"):
         try:
-            return type(default)(raw)
+            return int(raw) if kind == "integer" else float(raw)
         except (TypeError, ValueError):
             pass
     else:
         return str(raw)
-    raise ValueError(f"parameter {name!r} must be a {_primitive_type(default)} (got {raw!r})")
+    raise ValueError(f"parameter {name!r} must be a {kind} (got {raw!r})")
 
 
 def pipeline_job(component: Any, inputs: Mapping[str, Any], *, name: str, experiment: str,

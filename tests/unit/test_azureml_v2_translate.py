@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from retrainer import pipelines
-from retrainer.adapters.azureml_v2_translate import (DataParameter, UntranslatableStepError, job_inputs, path_type,
-                                                     pipeline_job, translate)
+from retrainer.adapters.azureml_v2_translate import UntranslatableStepError, job_inputs, path_type, pipeline_job, translate
 from retrainer.pipelines import PipelineDefinition
 from tests.fixtures.localrun import pipeline as fixture_pipeline
 
@@ -52,7 +51,7 @@ def lab():
                        name="retrainer-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c", experiment="diabetes-retraining",
                        tags={"retrainer.app": "retrainer", "retrainer.key_sha": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"},
                        compute="cpu-cluster")
-    return {"pipeline_component": rest_json(translated.component), "job": rest_json(job)}
+    return {"pipeline_component": rest_json(translated), "job": rest_json(job)}
 
 
 def test_the_lab_pipeline_body_matches_the_golden_file(lab):
@@ -108,7 +107,7 @@ def test_the_job_binds_the_data_path_on_the_datastore_with_tags_in_the_request(l
 def test_every_parameter_becomes_a_typed_pipeline_input_and_a_folder_binds_as_uri_folder():
     """The fixture's parameters: a DataPath and two strings, none of them the lab's."""
     translated = translate(fixture_pipeline.build(environment="fixture-env"), VERSION)
-    spec = rest_json(translated.component)["properties"]["componentSpec"]
+    spec = rest_json(translated)["properties"]["componentSpec"]
 
     assert spec["inputs"] == {"barrier": {"type": "string", "default": ""}, "input_data": {"type": "uri_file"},
                               "tag": {"type": "string", "default": "t1"}}
@@ -116,13 +115,17 @@ def test_every_parameter_becomes_a_typed_pipeline_input_and_a_folder_binds_as_ur
     assert split["inputs"]["tag"]["value"] == "${{parent.inputs.tag}}"
     assert split["componentId"]["properties"]["componentSpec"]["command"].endswith("--tag ${{inputs.tag}}")
     assert spec["jobs"]["join"]["inputs"]["left_out"]["value"] == "${{parent.jobs.left.outputs.left_out}}"
-    assert translated.defaults["input_data"] == DataParameter("fixture_store", fixture_pipeline.DEFAULT_INPUT,
-                                                              "uri_file")
+    assert translated.tags == {"retrainer.data_default.input_data":
+                               f"azureml://datastores/fixture_store/paths/{fixture_pipeline.DEFAULT_INPUT}"}
 
     inputs = job_inputs(translated, {"input_data": "dataset", "tag": "t2"}, lambda path: "uri_folder")
     assert inputs["input_data"].type == "uri_folder"
     assert inputs["input_data"].path == "azureml://datastores/fixture_store/paths/dataset"
-    assert inputs["tag"] == "t2" and inputs["barrier"] == ""
+    assert inputs["tag"] == "t2" and "barrier" not in inputs    # left to the component's default
+
+    defaults = job_inputs(translated, {}, lambda path: pytest.fail("only a given path is looked at"))
+    assert defaults["input_data"].type == "uri_file"
+    assert defaults["input_data"].path == f"azureml://datastores/fixture_store/paths/{fixture_pipeline.DEFAULT_INPUT}"
 
 
 def test_a_parameter_the_pipeline_does_not_declare_is_refused_by_name():
