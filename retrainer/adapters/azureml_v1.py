@@ -210,18 +210,13 @@ class AzureMLBackend:
                                                      path_on_datastore=parameters["input_data"])
         run_tags = {**tags, TAG_PIPELINE_VERSION: ref.version}
         anchor = _retrying(self._start_anchor, experiment, digest, {**run_tags, TAG_APP: ANCHOR_APP})
-        attempted = False
 
         def submit_unless_already_submitted() -> Any:
-            # A transient error may hide a run the service did create: look for it before submitting again.
-            nonlocal attempted
-            if attempted:
-                found = _first_child(anchor)
-                if found is not None:
-                    return found
-            attempted = True
-            return endpoint.submit(experiment, pipeline_parameters=pipeline_parameters, parent_run_id=anchor.id,
-                                   pipeline_version=endpoint_version)
+            # The anchor's child is the key's run: an earlier attempt (a transient error may hide a run the
+            # service did create) or an earlier submit of the key submitted it already.
+            return _first_child(anchor) or endpoint.submit(
+                experiment, pipeline_parameters=pipeline_parameters, parent_run_id=anchor.id,
+                pipeline_version=endpoint_version)
 
         run = _retrying(submit_unless_already_submitted)
         _settle_submission(anchor, run, run_tags)

@@ -697,10 +697,25 @@ def test_submit_without_the_idempotency_tag_is_refused(sdk):
     sdk.experiment.start_logging.assert_not_called()
 
 
+def test_a_second_submit_of_a_key_returns_the_run_of_the_first(sdk):
+    sdk.endpoint.submit.side_effect = sdk.submitted_under_the_anchor(submitted_run())
+    backend = AzureMLBackend(settings())
+
+    first = backend.submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+    second = backend.submit(REF, {"input_data": "incoming/diabetes.csv"}, "diabetes-retraining", TAGS)
+
+    sdk.endpoint.submit.assert_called_once()
+    assert first == second and first.run_id == "pipeline-run-1"
+
+
 def test_transient_submit_error_with_a_run_already_created_does_not_submit_again(sdk):
     existing = submitted_run("pipeline-run-created")
-    sdk.children.append(existing)                    # the service created it; the response was lost
-    sdk.endpoint.submit.side_effect = service_error(503)
+
+    def created_but_the_response_was_lost(*args, **kwargs):
+        sdk.children.append(existing)
+        raise service_error(503)
+
+    sdk.endpoint.submit.side_effect = created_but_the_response_was_lost
 
     result = AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                                "diabetes-retraining", TAGS)
@@ -718,7 +733,7 @@ def test_transient_submit_error_with_no_run_submits_once_more(sdk):
                                                "diabetes-retraining", TAGS)
 
     assert sdk.endpoint.submit.call_count == 2
-    sdk.anchor.get_children.assert_called_once()
+    assert sdk.anchor.get_children.call_count == 2        # before each attempt
     assert result.run_id == "pipeline-run-2"
     run.set_tags.assert_called_once()
 
@@ -730,7 +745,6 @@ def test_non_transient_submit_error_is_raised_without_retry(sdk):
         AzureMLBackend(settings()).submit(REF, {"input_data": "incoming/diabetes.csv"},
                                           "diabetes-retraining", TAGS)
     sdk.endpoint.submit.assert_called_once()
-    sdk.anchor.get_children.assert_not_called()
 
 
 def test_transient_set_tags_error_is_retried_without_resubmitting(sdk):
