@@ -151,10 +151,10 @@ resource quarantineContributorApp 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// The azd user uploads data files (az storage blob upload --auth-mode login).
-resource incomingContributorUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(incomingContainer.id, userPrincipalId, roles.blobDataContributor)
-  scope: incomingContainer
+// The azd user uploads data files (az storage blob upload --auth-mode login) and reads the quarantine copies.
+resource dataContributorUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
+  name: guid(dataAccount.id, userPrincipalId, roles.blobDataContributor)
+  scope: dataAccount
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
     principalId: userPrincipalId

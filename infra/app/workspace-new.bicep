@@ -28,6 +28,8 @@ resource workspaceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Azure ML reaches its key vault over the public endpoint in a workspace without a VNet
   // checkov:skip=CKV_AZURE_189: public network access stays on for the same reason (no VNet in this template)
+  // checkov:skip=CKV_AZURE_42: soft delete is on (deleted secrets are recoverable for 90 days); purge protection stays off, see CKV_AZURE_110
+  // checkov:skip=CKV_AZURE_110: no purge protection, so `azd down --purge` can purge it and `azd up` recreate the environment under the same name (it cannot be turned off once on); it holds only Azure ML's own workspace secrets
   name: keyVaultName
   location: location
   tags: tags
@@ -38,7 +40,6 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: false
     accessPolicies: []
     enableSoftDelete: true
-    enablePurgeProtection: true
   }
 }
 
