@@ -191,7 +191,10 @@ class StorageSubscription:
                             "event expired, as Event Grid's would", container, blob.name)
                 self._settle(_Version(container, blob.name, etag, 0))
                 continue
-            events = self._events(container, blob, etag)
+            try:
+                events = self._events(container, blob, etag)
+            except ResourceNotFoundError:
+                continue                        # deleted since the listing
             version = _Version(container, blob.name, etag, pending=len(events))
             with self._lock:
                 self._in_flight.add((container, blob.name, etag))
