@@ -13,8 +13,12 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Object id of the user running azd: may upload data and read the ledger (empty: no user roles).')
+@description('Object id of whoever runs azd: may upload data and read the quarantine copies (empty: no role).')
 param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal'])
+@description('What principalId is: a user, or a service principal (azd in CI).')
+param principalType string = 'User'
 
 @description('Reuse this Azure ML workspace instead of creating one (empty: create one).')
 param existingWorkspaceName string = ''
@@ -180,6 +184,7 @@ module rbac 'app/rbac.bicep' = {
   params: {
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
     hostAccountName: storage.outputs.hostAccountName
     dataAccountName: storage.outputs.dataAccountName
     incomingContainerName: incomingContainerName

@@ -2,6 +2,7 @@
 param appPrincipalId string
 @description('The azd user (may be empty): uploads data files.')
 param userPrincipalId string
+param userPrincipalType string
 param hostAccountName string
 param dataAccountName string
 param incomingContainerName string
@@ -158,7 +159,7 @@ resource dataContributorUser 'Microsoft.Authorization/roleAssignments@2022-04-01
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 

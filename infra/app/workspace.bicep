@@ -69,7 +69,7 @@ resource existingCompute 'Microsoft.MachineLearningServices/workspaces/computes@
 // RunCompleted / RunStatusChanged come from here; events.bicep subscribes the app's ml_events function.
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: systemTopicName
-  location: location
+  location: createWorkspace ? location : workspace.location      // a system topic lives in its source's region
   tags: tags
   identity: { type: 'SystemAssigned' }     // writes dead letters to the host account
   dependsOn: [created]

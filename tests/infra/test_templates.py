@@ -38,3 +38,11 @@ def test_checkov_finds_no_unexplained_failure():
     assert not unexplained, f"suppressed without a reason: {unexplained}"
     assert sum(report["summary"]["passed"] for report in reports) > 0, "checkov checked nothing"
     assert all(report["summary"]["parsing_errors"] == 0 for report in reports)
+
+
+def test_azd_parameters_file_matches_main_bicep():
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    params = parsed("infra/main.bicep")["parameters"]
+    required = {name for name, param in params.items() if "default" not in param}
+    assert set(given) <= set(params), f"not parameters of main.bicep: {sorted(set(given) - set(params))}"
+    assert required <= set(given), f"azd would prompt for: {sorted(required - set(given))}"
