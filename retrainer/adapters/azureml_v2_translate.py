@@ -8,15 +8,15 @@ The step graph is the one the local runner reads (`retrainer.localrun.graph`); e
   default as uri_file or uri_folder) bound into the step as `${{parent.inputs.<name>}}`;
 - a fixed DataPath becomes a step input on `azureml://datastores/<datastore>/paths/<path>`;
 - a PipelineData becomes a named output of its producer, bound into its consumers as
-  `${{parent.jobs.<producer>.outputs.<name>}}`; it lands where v2 puts outputs, on the workspace's default
-  datastore under `azureml/<job>/<output>/` (v1 writes `azureml/<run>/<output>` on the PipelineData's
-  datastore), so never in the watched container;
+  `${{parent.jobs.<producer>.outputs.<name>}}`, written where v1 writes it: under `azureml/<job>/<output>/` on
+  its datastore, or where v2 puts outputs by default (the workspace's default datastore, same layout) when it
+  names none;
 - the conda spec and base image of the step's environment become an inline v2 environment;
 - allow_reuse becomes `is_deterministic`. As in v1, a reused step is keyed on its inputs' paths, not their
   contents: a definition that passes a data fingerprint parameter (e.g. `input_data_version`) makes new data
   under an old path a new step run in both SDKs.
 
-v2 pipelines order steps by data alone (no `run_after`), so a step that runs after another without reading its
+v2 pipelines order steps by data alone (no `run_after`, no StepSequence: Azure/azure-cli#26739), so a step that runs after another without reading its
 output cannot be expressed: like any construct without a v2 form, it fails here, naming the step and the
 construct, before anything is sent.
 
@@ -85,7 +85,8 @@ def translate(definition: PipelineDefinition, version: str) -> Any:
         raise UntranslatableStepError(f"cannot translate to SDK v2: {error}") from None
     defaults = {name: _parameter_default(name, value) for name, value in definition.parameters.items()}
     producers = {output: node.name for node in nodes for output in node.outputs}
-    jobs = {node.name: _step_job(node, defaults, producers) for node in nodes}
+    stores = _intermediate_datastores(definition.steps)
+    jobs = {node.name: _step_job(node, defaults, producers, stores) for node in nodes}
     inputs = {name: _pipeline_input(Input, value) for name, value in sorted(defaults.items())}
     data_defaults = {DATA_DEFAULT_TAG + name: datastore_uri(value.datastore, value.path)
                      for name, value in sorted(defaults.items()) if isinstance(value, DataParameter)}
@@ -177,7 +178,18 @@ def _primitive_type(value: Any) -> str | None:
 
 # ---------------------------------------------------------------- steps
 
-def _step_job(node: StepNode, defaults: Mapping[str, Any], producers: Mapping[str, str]) -> Any:
+def _intermediate_datastores(steps: Any) -> dict[str, str]:
+    """PipelineData name -> the datastore it names (none: the workspace default), from every listed step's
+    inputs and outputs (a producer left out of the list is seen through its consumer's input)."""
+    from azureml.pipeline.core import PipelineData
+
+    return {item._name: item.datastore.name for step in steps
+            for item in [*(getattr(step, "_outputs", None) or []), *(getattr(step, "_inputs", None) or [])]
+            if isinstance(item, PipelineData) and item.datastore is not None}
+
+
+def _step_job(node: StepNode, defaults: Mapping[str, Any], producers: Mapping[str, str],
+              stores: Mapping[str, str]) -> Any:
     """One node of the pipeline: an anonymous command component called with its bindings."""
     from azure.ai.ml import Input, Output
     from azure.ai.ml.entities import CommandComponent
@@ -238,6 +250,11 @@ def _step_job(node: StepNode, defaults: Mapping[str, Any], producers: Mapping[st
                                  environment=environment, inputs=inputs, outputs=outputs,
                                  is_deterministic=node.allow_reuse)
     job = component(**bindings)
+    job.display_name = node.name              # how get_run tells the pipeline's child jobs apart
+    for name in node.outputs:
+        if name in stores:
+            # ${{name}}: the step job's name, ${{output_name}}: the output's; v2's default layout on that datastore
+            job.outputs[name].path = f"azureml://datastores/{stores[name]}/paths/azureml/${{{{name}}}}/${{{{output_name}}}}/"
     job.environment_variables = variables     # v2 sets them on the node, v1 on the Environment
     return job
 

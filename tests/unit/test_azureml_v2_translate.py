@@ -168,3 +168,14 @@ def test_a_step_type_without_a_v2_form_fails_before_anything_is_sent():
                                         ("dataset", "uri_folder"), ("dataset/", "uri_folder"), ("", "uri_folder")])
 def test_path_type(path, kind):
     assert path_type(path) == kind
+
+
+def test_an_intermediate_on_a_named_datastore_is_written_there_in_the_azureml_layout():
+    definition = pipelines.load_definition(
+        "diabetes_training", datastore=pipelines.local_datastore("training_data", "incoming"),
+        compute_target="cpu-cluster", intermediate_datastore=pipelines.local_datastore("intermediates", "intermediates"))
+
+    prep = rest_json(translate(definition, VERSION))["properties"]["componentSpec"]["jobs"]["prep"]
+
+    assert prep["outputs"]["prepped_data"]["uri"] == \
+        "azureml://datastores/intermediates/paths/azureml/${{name}}/${{output_name}}/"
