@@ -143,7 +143,8 @@ class AzureMLv2Backend:
             raise PipelineNotPublished(f"pipeline component {ref.name}:{ref.version} is not registered in "
                                        f"workspace {self._settings.aml_workspace!r}: run `python -m retrainer publish`")
         run_tags = {**tags, TAG_PIPELINE_VERSION: ref.version}
-        job = pipeline_job(component, job_inputs(component, parameters, self._data_type), name=job_name(digest),
+        # By id: the job refers to the registered component rather than carrying its steps again
+        job = pipeline_job(component.id, job_inputs(component, parameters, self._data_type), name=job_name(digest),
                            experiment=experiment, tags=run_tags, compute=self._settings.compute_target)
         try:
             created = _retrying(self._client().jobs.create_or_update, job)
