@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from retrainer.settings import Settings, SettingsError
+from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
 
 _lock = threading.Lock()
 _deps = None
@@ -72,11 +72,21 @@ def blob_store(settings: Settings):
 
 
 def ml_backend(settings: Settings, blobs):
-    if settings.backend == "azureml":
-        from retrainer.adapters.azureml_v1 import AzureMLBackend
-
-        return AzureMLBackend(settings)
+    if settings.backend in AZURE_ML_BACKENDS:
+        return azure_ml_backend(settings, blobs)
     return local_backend(settings, blobs)
+
+
+def azure_ml_backend(settings: Settings, blobs=None):
+    """The workspace's backend: SDK v1 (RETRAINER_BACKEND=azureml) or v2 (azureml_v2). v2 tells a data file from
+    a folder by the blob store; `publish` needs none."""
+    if settings.backend == "azureml_v2":
+        from retrainer.adapters.azureml_v2 import AzureMLv2Backend
+
+        return AzureMLv2Backend(settings, blobs)
+    from retrainer.adapters.azureml_v1 import AzureMLBackend
+
+    return AzureMLBackend(settings)
 
 
 def local_backend(settings: Settings, blobs):

@@ -120,7 +120,7 @@ def host_command(args: argparse.Namespace) -> int:
 
 def publish_command(args: argparse.Namespace) -> int:
     from retrainer import pipelines
-    from retrainer.settings import Settings, SettingsError
+    from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
 
     try:
         settings = Settings.from_env()
@@ -133,9 +133,9 @@ def publish_command(args: argparse.Namespace) -> int:
                 datastore=pipelines.local_datastore(settings.datastore, settings.incoming_container),
                 intermediate_datastore=pipelines.local_datastore(intermediate, intermediate) if intermediate else None)
             version = pipelines.pipeline_version(definition)
-        elif settings.backend != "azureml":
-            raise BadInput("publish needs RETRAINER_BACKEND=azureml and the RETRAINER_AML_* settings of the "
-                           "workspace (the local backend runs the definition as it is)")
+        elif settings.backend not in AZURE_ML_BACKENDS:
+            raise BadInput("publish needs RETRAINER_BACKEND=azureml (or azureml_v2) and the RETRAINER_AML_* settings "
+                           "of the workspace (the local backend runs the definition as it is)")
     except (SettingsError, pipelines.UnknownPipelineError) as error:
         raise BadInput(str(error)) from None
 
@@ -145,10 +145,10 @@ def publish_command(args: argparse.Namespace) -> int:
         print(f"{settings.pipeline} version {version} (recorded; not published)")
         return EXIT_OK
 
-    from retrainer.adapters.azureml_v1 import AzureMLBackend
+    from retrainer.bootstrap import azure_ml_backend
 
     try:
-        ref = AzureMLBackend(settings).publish(settings.pipeline)
+        ref = azure_ml_backend(settings).publish(settings.pipeline)
     except Exception as error:  # noqa: BLE001 - one line for the hook's log, the exit code stops the deploy
         print(f"error: publishing {settings.pipeline} to workspace {settings.aml_workspace!r} failed: "
               f"{type(error).__name__}: {_first_line(error)}", file=sys.stderr)

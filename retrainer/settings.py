@@ -12,6 +12,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+AZURE_ML_BACKENDS = ("azureml", "azureml_v2")   # SDK v1 (azureml-core), SDK v2 (azure-ai-ml)
 
 
 class SettingsError(ValueError):
@@ -30,7 +31,7 @@ def _url():
 @dataclass(frozen=True)
 class Settings:
     # where the work runs
-    backend: str = "local"                           # RETRAINER_BACKEND: "azureml" | "local"
+    backend: str = "local"                           # RETRAINER_BACKEND: "azureml" (SDK v1) | "azureml_v2" | "local"
     # storage
     storage_connection: str = field(default="", repr=False, metadata={"secret": True})  # AzureWebJobsStorage
     storage_account: str = ""                        # AzureWebJobsStorage__accountName (identity-based)
@@ -124,14 +125,14 @@ class Settings:
         return settings
 
     def _check(self) -> None:
-        _one_of("RETRAINER_BACKEND", self.backend, ("azureml", "local"))
+        _one_of("RETRAINER_BACKEND", self.backend, ("azureml", "azureml_v2", "local"))
         _one_of("RETRAINER_AML_AUTH", self.aml_auth, ("msi", "default", "service_principal", "cli"))
         if "/" not in self.incoming_path:
             raise SettingsError("RETRAINER_INCOMING_PATH must be 'container/{name}' "
                                 f"(got {self.incoming_path!r})")
-        if self.backend == "azureml":
+        if self.backend in AZURE_ML_BACKENDS:
             if self.aml_subscription_id == LOCAL_SUBSCRIPTION:
-                raise SettingsError("RETRAINER_AML_SUBSCRIPTION_ID is required when RETRAINER_BACKEND=azureml")
+                raise SettingsError(f"RETRAINER_AML_SUBSCRIPTION_ID is required when RETRAINER_BACKEND={self.backend}")
             if self.aml_auth == "service_principal":
                 for setting, value in (("RETRAINER_AML_TENANT_ID", self.aml_tenant_id),
                                        ("RETRAINER_AML_CLIENT_ID", self.aml_client_id),

@@ -19,7 +19,9 @@ goes through `retrainer.retry` (the SDK clients are built with `retry_total=0`: 
 """
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
 from retrainer.policy import TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
@@ -29,6 +31,10 @@ from retrainer.settings import Settings
 
 T = TypeVar("T")
 
+URI_FILE = "uri_file"
+URI_FOLDER = "uri_folder"
+_DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$")
+DATA_DEFAULT_TAG = "retrainer.data_default."   # + input name, on the pipeline component
 JOB_NAME_PREFIX = "retrainer-"
 # The token scope azure-ai-ml's own run-history client asks for (_restclient/runhistory/_configuration.py);
 # the MLflow endpoint is served from the same workspace API host.
@@ -40,6 +46,70 @@ REUSED_RUN_PROPERTY = "azureml.reusedrunid"
 # NotResponding is final in the SDK's TERMINAL_STATUSES: a job that stopped answering has failed.
 _STATUSES = {"Starting": RunStatus.PREPARING, "Provisioning": RunStatus.PREPARING,
              "CancelRequested": RunStatus.RUNNING, "NotResponding": RunStatus.FAILED}
+
+
+def datastore_uri(datastore: str, path: str) -> str:
+    """The v2 address of a path on a datastore (how `Input(path=...)` names registered-datastore data)."""
+    return f"azureml://datastores/{datastore}/paths/{path.lstrip('/')}"
+
+
+def path_type(path: str) -> str:
+    """uri_file for a path that names a file (it has an extension), uri_folder otherwise."""
+    return URI_FILE if PurePosixPath(path).suffix and not path.endswith("/") else URI_FOLDER
+
+
+def job_inputs(component: Any, parameters: Mapping[str, str], data_type: Callable[[str], str]) -> dict:
+    """Every pipeline input for one submission of `component` (as translated, or as the workspace returns it):
+    the given parameters over the component's defaults. A data parameter's value is a path on the datastore of
+    its default; `data_type(path)` says whether it names a file or a folder (the job's input type is what v2
+    mounts, whatever type the component declared)."""
+    from azure.ai.ml import Input
+
+    declared = dict(component.inputs)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"pipeline {component.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters: {', '.join(sorted(declared))}")
+    inputs: dict[str, Any] = {}
+    for name, spec in sorted(declared.items()):
+        if spec.type in (URI_FILE, URI_FOLDER):
+            default = _DATASTORE_URI.match((component.tags or {}).get(DATA_DEFAULT_TAG + name, ""))
+            if default is None:
+                raise ValueError(f"pipeline {component.name!r} records no datastore for its data input {name!r} "
+                                 f"(tag {DATA_DEFAULT_TAG + name}): publish it again")
+            if name in parameters:
+                path, kind = parameters[name], data_type(parameters[name])
+            else:
+                path, kind = default["path"], spec.type
+            inputs[name] = Input(type=kind, path=datastore_uri(default["datastore"], path))
+        elif name in parameters:
+            inputs[name] = _value(name, spec.type, parameters[name])
+    return inputs
+
+
+def _value(name: str, kind: str, raw: Any) -> Any:
+    """A submitted parameter as its pipeline input's declared type (one left out takes the input's default)."""
+    if kind == "boolean":
+        text = str(raw).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+    elif kind in ("integer", "number"):
+        try:
+            return int(raw) if kind == "integer" else float(raw)
+        except (TypeError, ValueError):
+            pass
+    else:
+        return str(raw)
+    raise ValueError(f"parameter {name!r} must be a {kind} (got {raw!r})")
+
+
+def pipeline_job(component: Any, inputs: Mapping[str, Any], *, name: str, experiment: str,
+                 tags: Mapping[str, str], compute: str) -> Any:
+    """A job of the registered pipeline component (by its id, or `azureml:<name>:<version>`)."""
+    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings
+
+    return PipelineJob(component=component, inputs=dict(inputs), name=name, experiment_name=experiment,
+                       tags=dict(tags), settings=PipelineJobSettings(default_compute=compute))
 
 
 def job_name(key_digest: str) -> str:
@@ -131,8 +201,6 @@ class AzureMLv2Backend:
                tags: Mapping[str, str]) -> RunRef:
         from azure.core.exceptions import HttpResponseError
 
-        from retrainer.adapters.azureml_v2_translate import job_inputs, pipeline_job
-
         digest = tags.get(TAG_KEY_HASH)
         if not digest:
             raise ValueError(f"submit needs the {TAG_KEY_HASH!r} tag: it names the job, so a retried submit "
@@ -215,8 +283,6 @@ class AzureMLv2Backend:
 
     def _data_type(self, path: str) -> str:
         """uri_file when the path is a blob of the datastore's container, uri_folder otherwise."""
-        from retrainer.adapters.azureml_v2_translate import URI_FILE, URI_FOLDER
-
         if not path or path.endswith("/"):
             return URI_FOLDER
         try:
@@ -279,16 +345,17 @@ class AzureMLv2Backend:
         return self._client_object
 
     def _credential(self) -> Any:
-        from azure.identity import AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential
+        """azure-identity, as RETRAINER_AML_AUTH says (a client id names a user-assigned identity)."""
+        import azure.identity as identity
 
         s = self._settings
         if s.aml_auth == "service_principal":
-            return ClientSecretCredential(s.aml_tenant_id, s.aml_client_id, s.aml_client_secret)
+            return identity.ClientSecretCredential(s.aml_tenant_id, s.aml_client_id, s.aml_client_secret)
         if s.aml_auth == "cli":
-            return AzureCliCredential()
-        if s.aml_client_id:   # a user-assigned identity
-            return ManagedIdentityCredential(client_id=s.aml_client_id)
-        return ManagedIdentityCredential()
+            return identity.AzureCliCredential()
+        if s.aml_auth == "default":
+            return identity.DefaultAzureCredential(managed_identity_client_id=s.aml_client_id)
+        return identity.ManagedIdentityCredential(client_id=s.aml_client_id)
 
     def _tracking(self) -> Any:
         """An HTTP client for the workspace's MLflow endpoint (azureml://<host>/mlflow/... served over https)."""

@@ -23,7 +23,8 @@ construct, before anything is sent.
 Sources (azure-ai-ml 1.35.2): `entities/_component/pipeline_component.py`, `entities/_component/command_component.py`
 (`is_deterministic`), `entities/_inputs_outputs/input.py` (modes ro_mount, download, direct); v1 input modes from
 `azureml/data/datapath.py` (DataPathComputeBinding mount / download / direct).
-azure-ai-ml is imported here, inside functions: this module loads only when the v2 backend is used.
+azure-ai-ml is imported inside functions. This module is for publishing (it reads the definition, which needs
+azureml-pipeline-steps); what a submission needs at run time lives in retrainer.adapters.azureml_v2.
 """
 from __future__ import annotations
 
@@ -32,20 +33,17 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from retrainer.localrun.graph import (DataInput, Intermediate, Parameter, PipelineDefinitionError, StepNode,
                                       UnsupportedStepError)
+from retrainer.adapters.azureml_v2 import DATA_DEFAULT_TAG, URI_FILE, URI_FOLDER, datastore_uri, path_type
 from retrainer.pipelines import PipelineDefinition
 
-URI_FILE = "uri_file"
-URI_FOLDER = "uri_folder"
 # azure-ai-ml validates input and output names against this (entities/_inputs_outputs/utils.py, IOConstants)
 _IO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INPUT_MODES = {"mount": "ro_mount", "download": "download", "direct": "direct"}
 _PRIMITIVE_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
-_DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$")
-DATA_DEFAULT_TAG = "retrainer.data_default."   # + input name, on the pipeline component
 
 
 class UntranslatableStepError(PipelineDefinitionError):
@@ -58,16 +56,6 @@ class DataParameter:
     datastore: str
     path: str
     type: str           # URI_FILE | URI_FOLDER
-
-
-def datastore_uri(datastore: str, path: str) -> str:
-    """The v2 address of a path on a datastore (how `Input(path=...)` names registered-datastore data)."""
-    return f"azureml://datastores/{datastore}/paths/{path.lstrip('/')}"
-
-
-def path_type(path: str) -> str:
-    """uri_file for a path that names a file (it has an extension), uri_folder otherwise."""
-    return URI_FILE if PurePosixPath(path).suffix and not path.endswith("/") else URI_FOLDER
 
 
 def translate(definition: PipelineDefinition, version: str) -> Any:
@@ -93,60 +81,6 @@ def translate(definition: PipelineDefinition, version: str) -> Any:
     return PipelineComponent(name=definition.name, version=version, display_name=definition.name,
                              description=f"{definition.name} (retrainer, version {version})",
                              inputs=inputs, jobs=jobs, tags=data_defaults)
-
-
-def job_inputs(component: Any, parameters: Mapping[str, str], data_type: Callable[[str], str]) -> dict:
-    """Every pipeline input for one submission of `component` (as translated, or as the workspace returns it):
-    the given parameters over the component's defaults. A data parameter's value is a path on the datastore of
-    its default; `data_type(path)` says whether it names a file or a folder (the job's input type is what v2
-    mounts, whatever type the component declared)."""
-    from azure.ai.ml import Input
-
-    declared = dict(component.inputs)
-    unknown = sorted(set(parameters) - set(declared))
-    if unknown:
-        raise ValueError(f"pipeline {component.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"its parameters: {', '.join(sorted(declared))}")
-    inputs: dict[str, Any] = {}
-    for name, spec in sorted(declared.items()):
-        if spec.type in (URI_FILE, URI_FOLDER):
-            default = _DATASTORE_URI.match((component.tags or {}).get(DATA_DEFAULT_TAG + name, ""))
-            if default is None:
-                raise ValueError(f"pipeline {component.name!r} records no datastore for its data input {name!r} "
-                                 f"(tag {DATA_DEFAULT_TAG + name}): publish it again")
-            if name in parameters:
-                path, kind = parameters[name], data_type(parameters[name])
-            else:
-                path, kind = default["path"], spec.type
-            inputs[name] = Input(type=kind, path=datastore_uri(default["datastore"], path))
-        elif name in parameters:
-            inputs[name] = _value(name, spec.type, parameters[name])
-    return inputs
-
-
-def _value(name: str, kind: str, raw: Any) -> Any:
-    """A submitted parameter as its pipeline input's declared type (one left out takes the input's default)."""
-    if kind == "boolean":
-        text = str(raw).strip().lower()
-        if text in ("true", "false"):
-            return text == "true"
-    elif kind in ("integer", "number"):
-        try:
-            return int(raw) if kind == "integer" else float(raw)
-        except (TypeError, ValueError):
-            pass
-    else:
-        return str(raw)
-    raise ValueError(f"parameter {name!r} must be a {kind} (got {raw!r})")
-
-
-def pipeline_job(component: Any, inputs: Mapping[str, Any], *, name: str, experiment: str,
-                 tags: Mapping[str, str], compute: str) -> Any:
-    """A job of the registered pipeline component (its `azureml:<name>:<version>` id or the object)."""
-    from azure.ai.ml.entities import PipelineJob, PipelineJobSettings
-
-    return PipelineJob(component=component, inputs=dict(inputs), name=name, experiment_name=experiment,
-                       tags=dict(tags), settings=PipelineJobSettings(default_compute=compute))
 
 
 # ---------------------------------------------------------------- parameters

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from retrainer import pipelines
-from retrainer.adapters.azureml_v2_translate import UntranslatableStepError, job_inputs, path_type, pipeline_job, translate
+from retrainer.adapters.azureml_v2 import job_inputs, path_type, pipeline_job
+from retrainer.adapters.azureml_v2_translate import UntranslatableStepError, translate
 from retrainer.pipelines import PipelineDefinition
 from tests.fixtures.localrun import pipeline as fixture_pipeline
 

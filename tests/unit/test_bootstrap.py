@@ -17,6 +17,14 @@ def test_local_settings_build_the_local_backend_over_the_table_ledger():
     assert "Diabetic" in deps.required_columns
 
 
+@pytest.mark.parametrize("backend, adapter", [("azureml", "AzureMLBackend"), ("azureml_v2", "AzureMLv2Backend")])
+def test_the_backend_setting_picks_the_sdk(backend, adapter):
+    deps = bootstrap.build(Settings.from_env({"AzureWebJobsStorage": DEV, "RETRAINER_DATA_STORAGE": DEV,
+                                              "RETRAINER_BACKEND": backend, "RETRAINER_AML_SUBSCRIPTION_ID": "1234"}))
+
+    assert type(deps.backend).__name__ == adapter
+
+
 def test_an_identity_based_host_storage_needs_no_connection_string():
     deps = bootstrap.build(Settings.from_env({"AzureWebJobsStorage__accountName": "retrainerapp",
                                               "RETRAINER_DATA_STORAGE": DEV}))

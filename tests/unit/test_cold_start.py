@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("azureml", "mlflow", "sklearn", "pandas")
-REPORT_HEAVY = (f"import json, sys; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} "
-                f"& set({list(HEAVY)!r}))))")
+HEAVY = ("azureml", "azure.ai.ml", "mlflow", "sklearn", "pandas")
+REPORT_HEAVY = (f"import json, sys; print(json.dumps(sorted({{h for h in {list(HEAVY)!r} for m in sys.modules "
+                f"if m == h or m.startswith(h + '.')}})))")
 
 
 def heavy_modules_after(code: str) -> list[str]:
@@ -38,3 +38,28 @@ import function_app
 ml_events.get_user_function()(func.EventGridEvent(**{event!r}))
 """
     assert heavy_modules_after(code) == []
+
+
+def test_building_the_sdk_v2_backend_loads_no_sdk_until_it_is_used():
+    code = """
+from retrainer import bootstrap
+from retrainer.settings import Settings
+bootstrap.build(Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                                   "RETRAINER_DATA_STORAGE": "UseDevelopmentStorage=true",
+                                   "RETRAINER_BACKEND": "azureml_v2", "RETRAINER_AML_SUBSCRIPTION_ID": "1234"}))
+"""
+    assert heavy_modules_after(code) == []
+
+
+def test_a_v2_submission_is_built_without_the_v1_sdk():
+    """The runtime package leaves azureml-pipeline-steps out: the v2 backend's run-time path must not need it."""
+    code = """
+from azure.ai.ml import Input
+from azure.ai.ml.entities import PipelineComponent
+from retrainer.adapters.azureml_v2 import job_inputs, pipeline_job
+component = PipelineComponent(name="p", version="1", inputs={"input_data": Input(type="uri_file")},
+                              tags={"retrainer.data_default.input_data": "azureml://datastores/d/paths/a.csv"})
+inputs = job_inputs(component, {"input_data": "b.csv"}, lambda path: "uri_file")
+pipeline_job("azureml:p:1", inputs, name="n", experiment="e", tags={}, compute="c")._to_rest_object()
+"""
+    assert heavy_modules_after(code) == ["azure.ai.ml"]

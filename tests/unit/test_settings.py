@@ -28,6 +28,7 @@ def test_example_settings_file_holds_every_setting_and_parses():
     ({"RETRAINER_RUN_DEADLINE_MINUTES": "1.5"}, "RETRAINER_RUN_DEADLINE_MINUTES"),
     ({"RETRAINER_INCOMING_PATH": "incoming"}, "RETRAINER_INCOMING_PATH"),
     ({"RETRAINER_BACKEND": "azureml"}, "RETRAINER_AML_SUBSCRIPTION_ID"),
+    ({"RETRAINER_BACKEND": "azureml_v2"}, "RETRAINER_AML_SUBSCRIPTION_ID"),
     ({"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "1234",
       "RETRAINER_AML_AUTH": "service_principal"}, "RETRAINER_AML_TENANT_ID"),
 ])
