@@ -109,6 +109,10 @@ class LocalMLBackend:
         from retrainer.adapters.local_queue import RunQueue
 
         RunQueue.of(self._settings).put(run_id, {**job, "run_id": run_id})
+        self._start_worker(run_id)
+
+    def _start_worker(self, run_id: str) -> None:
+        """A worker for the queue (it exits at once when every slot is held); its log is named by `run_id`."""
         logs = self._settings.state_dir / "workers"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{run_id}.log", "ab") as log:
@@ -159,6 +163,8 @@ class LocalMLBackend:
                        f"{queue.lease_seconds:g}s: the process died or hung); submit again")
             self._call(client.set_terminated, run_id, status="FAILED")
             info = self._call(store.read_run, uri, run_id)
+        elif info.status == RunStatus.RUNNING and queue.stranded():
+            self._start_worker(run_id)     # its worker died with jobs still waiting: start another
         return info
 
     # -- models (the MLflow model registry)

@@ -98,6 +98,13 @@ class RunQueue:
                 continue        # done meanwhile
         return False
 
+    def stranded(self) -> bool:
+        """Jobs wait while a worker slot is free: the worker that would have drained them died."""
+        if not self.pending():
+            return False
+        with self.slot() as free:
+            return free
+
     @contextmanager
     def slot(self) -> Iterator[bool]:
         """Hold one of the worker slots, if one is free: yields whether it got one. The lock is the

@@ -14,7 +14,7 @@ from typing import MutableMapping
 
 from azure.storage.blob import BlobServiceClient
 
-from retrainer import bootstrap, events, pipelines
+from retrainer import bootstrap, pipelines, policy
 from retrainer.adapters.local_ml import LocalMLBackend
 from retrainer.adapters.notify import WebhookNotifier
 from retrainer.adapters.table_ledger import TableLedger
@@ -64,12 +64,14 @@ def csv_file(index: int) -> bytes:
     return ("file,row,value\n" + rows).encode()
 
 
-def upload(connection_string: str, names: list[str]) -> None:
+def upload(connection_string: str, names: list[str]) -> list[str]:
+    """Upload the files; returns their ledger keys."""
     container = BlobServiceClient.from_connection_string(connection_string).get_container_client("incoming")
     if not container.exists():
         container.create_container()
-    for index, name in enumerate(names):
-        container.upload_blob(name, csv_file(index), overwrite=True)
+    return [policy.blob_key("incoming", name, container.get_blob_client(name)
+                            .upload_blob(csv_file(index), overwrite=True)["etag"])
+            for index, name in enumerate(names)]
 
 
 @dataclass
@@ -85,39 +87,25 @@ class Sent:
         return sorted({i for i in self.ids if self.ids.count(i) > 1})
 
 
-def run_events(recorder: Recorder) -> list[events.DomainEvent]:
-    """The run events the workers posted (Event Grid schema), parsed as the app parses them."""
-    found = []
-    for received in list(recorder.received):
-        for item in received.body if isinstance(received.body, list) else [received.body]:
-            found.append(events.parse_event(item))
-    return found
-
-
 def run_workers() -> list[int]:
     """This process's run workers still running (its direct children running local_worker)."""
-    mine, found = str(os.getpid()), []
+    return [pid for pid, state, command in _children() if state != "Z" and b"local_worker" in command]
+
+
+def zombies() -> list[int]:
+    """This process's children that exited and were never reaped."""
+    return [pid for pid, state, _ in _children() if state == "Z"]
+
+
+def _children():
+    """(pid, state, command line) of this process's children, from /proc."""
+    mine = str(os.getpid())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if stat[1] == mine and stat[0] != "Z" and b"local_worker" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
+            if stat[1] == mine:
+                yield int(entry.name), stat[0], (entry / "cmdline").read_bytes()
         except (OSError, IndexError):
-            continue
-    return found
-
-
-def zombies() -> list[int]:
-    """This process's children that exited and were never reaped."""
-    mine, found = str(os.getpid()), []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if stat[1] == mine and stat[0] == "Z":
-                found.append(int(entry.name))
-    return found
+            continue    # it ended meanwhile

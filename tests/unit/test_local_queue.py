@@ -66,3 +66,12 @@ def test_a_worker_holding_the_lease_keeps_it_past_the_lease_time(tmp_path):
         assert queue.has("r1")
     queue.done("r1")
     assert not queue.has("r1")
+
+
+def test_waiting_jobs_are_stranded_only_while_a_slot_is_free(tmp_path):
+    queue = RunQueue(tmp_path, slots=1)
+    assert not queue.stranded(), "nothing waits"
+    queue.put("r1", {"run_id": "r1"})
+    assert queue.stranded(), "a job waits and no worker holds the slot (the one that would drain it died)"
+    with queue.slot():
+        assert not queue.stranded(), "the slot holder will drain it"
