@@ -24,7 +24,11 @@ TAG_PIPELINE_VERSION = "retrainer.pipeline_version"
 TAG_RUN_ID = "retrainer.run_id"     # on a model version: the pipeline run it came from
 TAG_DATA = "retrainer.data"         # on a model version: the data it was trained on
 
-STEP_RUN_TYPE = "azureml.StepRun"   # a pipeline's step: its parent pipeline run is the one to act on
+# A pipeline's step: its parent pipeline run is the one to act on. The pipeline service runs v1 pipelines and v2
+# pipeline jobs alike; its step runs' events carry this runType and a tag naming their pipeline run (sample
+# RunStatusChanged data: Azure-Samples/azure-machine-learning-pipeline-observability-sample, README.md).
+STEP_RUN_TYPE = "azureml.StepRun"
+PIPELINE_RUN_TAG = "azureml.pipelinerunid"
 
 
 # ---------------------------------------------------------------- keys and ids
@@ -120,7 +124,7 @@ def ignore_run_event(event: RunEvent, settings: Settings) -> str | None:
         return f"foreign topic {event.topic!r}"
     if event.run_tags.get(TAG_APP) != APP_NAME or not event.run_tags.get(TAG_KEY):
         return f"run {event.run_id} was not submitted by {APP_NAME} (no {TAG_APP}/{TAG_KEY} tags)"
-    if event.run_type == STEP_RUN_TYPE:
+    if event.run_type == STEP_RUN_TYPE or PIPELINE_RUN_TAG in event.run_tags:
         return f"run {event.run_id} is a pipeline step; its pipeline run decides"
     if event.run_status not in RunStatus.TERMINAL:
         return f"run {event.run_id} is {event.run_status}, not finished"

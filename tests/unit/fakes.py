@@ -17,6 +17,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
+from retrainer.adapters.azureml_v2 import job_name
+from retrainer.policy import TAG_KEY_HASH
 from retrainer.ports import (BlobInfo, Claim, ConcurrencyError, LedgerEntry, ModelRef, PublishedPipelineRef,
                              RunInfo, RunRef, RunStatus, State, StepRunInfo)
 
@@ -151,7 +153,14 @@ class FakeBlobStore:
 
 
 class FakeBackend:
-    def __init__(self, version: str = "v1" * 8):
+    """Either SDK's behaviour where the handlers can tell them apart (`sdk`):
+    - "v1" (azureml_v1): every submit makes a new run with a service-chosen id; runs are found by any tag.
+    - "v2" (azureml_v2): the run is the job named after the key digest; a second submit for the key makes no
+      second run (the service refuses the name, the adapter returns the job); runs are found by that digest only.
+    """
+
+    def __init__(self, version: str = "v1" * 8, sdk: str = "v1"):
+        self.sdk = sdk
         self.ref = PublishedPipelineRef("diabetes_training", version, f"pp-{version}", "diabetes-training")
         self.runs: dict[str, RunInfo] = {}
         self.submissions: list[tuple[Mapping[str, str], Mapping[str, str]]] = []   # (parameters, tags)
@@ -164,7 +173,12 @@ class FakeBackend:
 
     def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
                tags: Mapping[str, str]) -> RunRef:
-        run_id = f"run-{next(self._ids)}"
+        if self.sdk == "v2":
+            run_id = job_name(tags[TAG_KEY_HASH])
+            if run_id in self.runs:
+                return RunRef(run_id, experiment, dict(self.runs[run_id].tags))
+        else:
+            run_id = f"run-{next(self._ids)}"
         self.runs[run_id] = RunInfo(run_id, RunStatus.RUNNING, dict(tags))
         self.submissions.append((dict(parameters), dict(tags)))
         if self.fail_submit_after_run:
@@ -172,6 +186,11 @@ class FakeBackend:
         return RunRef(run_id, experiment, dict(tags))
 
     def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
+        if self.sdk == "v2":
+            if tag_key != TAG_KEY_HASH:
+                raise ValueError(f"the SDK v2 backend finds runs by {TAG_KEY_HASH!r} only")
+            run = self.runs.get(job_name(tag_value))
+            return RunRef(run.run_id, "diabetes-retraining", dict(run.tags)) if run else None
         for run in self.runs.values():
             if run.tags.get(tag_key) == tag_value:
                 return RunRef(run.run_id, "diabetes-retraining", dict(run.tags))

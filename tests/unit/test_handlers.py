@@ -18,10 +18,12 @@ SETTINGS = Settings(metric_floor=0.8, min_delta=0.0, dataset_prefix="dataset/", 
                     run_deadline_minutes=180, max_file_bytes=10_000_000)
 
 
-@pytest.fixture
-def deps():
+@pytest.fixture(params=["v1", "v2"])
+def deps(request):
+    """Every handler test runs over both Azure ML SDKs' behaviours (FakeBackend's `sdk`)."""
     clock = Clock()
-    return Deps(settings=SETTINGS, ledger=FakeLedger(clock), blobs=FakeBlobStore(clock), backend=FakeBackend(),
+    return Deps(settings=SETTINGS, ledger=FakeLedger(clock), blobs=FakeBlobStore(clock),
+                backend=FakeBackend(sdk=request.param),
                 notifier=FakeNotifier(), required_columns=COLUMNS, clock=clock)
 
 
@@ -296,7 +298,8 @@ def test_a_completed_event_before_the_run_id_was_recorded_still_finishes_the_row
     with pytest.raises(ConnectionError):
         arrive(deps)
     [(_, tags)] = deps.backend.submissions
-    key, run_id = tags["retrainer.key"], "run-1"
+    [run_id] = deps.backend.runs
+    key = tags["retrainer.key"]
     assert deps.ledger.get(key).state == State.CLAIMED
     deps.backend.finish(run_id, metrics={"AUC": 0.9})
 
@@ -542,10 +545,11 @@ def test_reconcile_records_the_run_of_a_stale_claim(deps):
         arrive(deps)
     deps.backend.fail_submit_after_run = False
     deps.clock.advance(minutes=11)
+    [run_id] = deps.backend.runs
 
     [outcome] = handlers.reconcile(deps)
 
-    assert outcome.action == Action.SUBMITTED and outcome.detail["run_id"] == "run-1"
+    assert outcome.action == Action.SUBMITTED and outcome.detail["run_id"] == run_id
     assert len(deps.backend.submissions) == 1
 
 

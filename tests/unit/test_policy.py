@@ -60,6 +60,7 @@ def run_event(topic=None, tags=None, status="Completed", run_type=None):
 
 def test_routing_acts_on_this_apps_finished_runs_in_the_workspace():
     assert policy.ignore_run_event(run_event(), SETTINGS) is None
+    assert policy.ignore_run_event(run_event(run_type="azureml.PipelineRun"), SETTINGS) is None   # v1 and v2
     assert policy.ignore_run_event(run_event(topic=SETTINGS.workspace_topic.upper()), SETTINGS) is None
     assert policy.ignore_run_event(run_event(status="Failed"), SETTINGS) is None
 
@@ -72,6 +73,9 @@ def test_routing_acts_on_this_apps_finished_runs_in_the_workspace():
     (run_event(tags={"retrainer.app": "retrainer"}), "not submitted by retrainer"),
     (run_event(status="Running"), "not finished"),
     (run_event(run_type="azureml.StepRun"), "pipeline step"),
+    # a step job that carries its pipeline job's tags (should the service copy them down), whatever its runType
+    (run_event(tags={"retrainer.app": "retrainer", "retrainer.key": "k", "azureml.pipelinerunid": "retrainer-0f1e"}),
+     "pipeline step"),
 ])
 def test_routing_ignores_others_with_a_reason(event, why):
     assert why in policy.ignore_run_event(event, SETTINGS)
