@@ -86,19 +86,20 @@ def add_check_azureml(commands: argparse._SubParsersAction) -> None:
 
 
 def check_azureml_command(args: argparse.Namespace) -> int:
-    from retrainer.settings import Settings, SettingsError
+    from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
 
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         raise BadInput(str(error)) from None
-    if settings.backend != "azureml":
-        raise BadInput("check-azureml needs RETRAINER_BACKEND=azureml and the RETRAINER_AML_* settings")
+    if settings.backend not in AZURE_ML_BACKENDS:
+        raise BadInput("check-azureml needs RETRAINER_BACKEND=azureml (or azureml_v2) and the RETRAINER_AML_* "
+                       "settings")
 
-    from retrainer.adapters.azureml_v1 import AzureMLBackend
+    from retrainer.bootstrap import azure_ml_backend
 
     try:
-        for line in AzureMLBackend(settings).live_check(args.submit):
+        for line in azure_ml_backend(settings).live_check(args.submit):
             print(f"ok: {line}")
     except Exception as error:  # noqa: BLE001 - one line saying which check failed; the exit code says so too
         print(f"FAILED: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)

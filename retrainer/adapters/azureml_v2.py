@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import PurePosixPath
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from retrainer.policy import TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
+from retrainer.policy import TAG_BLOB, TAG_KEY, TAG_KEY_HASH, TAG_PIPELINE_VERSION, TAG_RUN_ID
 from retrainer.ports import (ModelRef, PipelineNotPublished, PublishedPipelineRef, RunInfo, RunRef, RunStatus,
                              StepRunInfo)
 from retrainer.settings import Settings
@@ -118,7 +118,7 @@ def job_name(key_digest: str) -> str:
 
 
 class AzureMLv2Backend:
-    def __init__(self, settings: Settings, blobs: Any):
+    def __init__(self, settings: Settings, blobs: Any = None):
         self._settings = settings
         self._blobs = blobs              # tells a data file from a folder (uri_file / uri_folder)
         self._lock = threading.Lock()
@@ -205,17 +205,10 @@ class AzureMLv2Backend:
         if not digest:
             raise ValueError(f"submit needs the {TAG_KEY_HASH!r} tag: it names the job, so a retried submit "
                              "cannot run twice")
-        with self._lock:
-            component = self._registered(ref.name, ref.version)
-        if component is None:
-            raise PipelineNotPublished(f"pipeline component {ref.name}:{ref.version} is not registered in "
-                                       f"workspace {self._settings.aml_workspace!r}: run `python -m retrainer publish`")
-        run_tags = {**tags, TAG_PIPELINE_VERSION: ref.version}
-        # By id: the job refers to the registered component rather than carrying its steps again
-        job = pipeline_job(component.id, job_inputs(component, parameters, self._data_type), name=job_name(digest),
-                           experiment=experiment, tags=run_tags, compute=self._settings.compute_target)
+        component = self._deployed(ref)
         try:
-            created = _retrying(self._client().jobs.create_or_update, job)
+            created = _retrying(self._client().jobs.create_or_update,
+                                self._job(component, ref, parameters, experiment, tags))
         except HttpResponseError:
             # The name exists: an earlier attempt (its response lost, or a crash before it was recorded) made
             # the job. Anything else is a real error.
@@ -223,6 +216,68 @@ class AzureMLv2Backend:
             if created is None:
                 raise
         return self._run_ref(created)
+
+    def _deployed(self, ref: PublishedPipelineRef) -> Any:
+        with self._lock:
+            component = self._registered(ref.name, ref.version)
+        if component is None:
+            raise PipelineNotPublished(f"pipeline component {ref.name}:{ref.version} is not registered in "
+                                       f"workspace {self._settings.aml_workspace!r}: run `python -m retrainer publish`")
+        return component
+
+    def _job(self, component: Any, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
+             tags: Mapping[str, str]) -> Any:
+        """The pipeline job of one submission, named after its key digest, its tags in the create request. By
+        the component's id: the job refers to the registered component rather than carrying its steps again."""
+        return pipeline_job(component.id, job_inputs(component, parameters, self._data_type),
+                            name=job_name(tags[TAG_KEY_HASH]), experiment=experiment,
+                            tags={**tags, TAG_PIPELINE_VERSION: ref.version}, compute=self._settings.compute_target)
+
+    def live_check(self, data_path: str | None = None) -> Iterator[str]:
+        """What only a live workspace can confirm (`python -m retrainer check-azureml`, RETRAINER_BACKEND=azureml_v2):
+        the identity signs in and the deployed pipeline component is found. With `data_path`, a real job of it on
+        that data: absent before, created with its tags in the request, a second create of its name answered
+        (refused, or at most an update of the same job), and found by name. Yields a line per check; raises
+        LiveCheckFailed."""
+        import uuid
+
+        from azure.core.exceptions import HttpResponseError
+
+        from retrainer import policy
+        from retrainer.adapters.azureml_v1 import LiveCheckFailed
+
+        s = self._settings
+        client = self._client()
+        workspace = _retrying(client.workspaces.get, s.aml_workspace)
+        yield f"signed in to workspace {workspace.name} with RETRAINER_AML_AUTH={s.aml_auth}"
+        ref = self.ensure_published(s.pipeline)
+        yield f"pipeline component {ref.name}:{ref.version}: {ref.pipeline_id}"
+        if data_path is None:
+            return
+        key = f"check:{uuid.uuid4().hex}"
+        tags = policy.run_tags(key, "check", ref.version)
+        digest = tags[TAG_KEY_HASH]
+        if self._our_job(digest) is not None:
+            raise LiveCheckFailed(f"job {job_name(digest)} was found before it was created")
+        run = self.submit(ref, {"input_data": data_path}, s.experiment, tags)
+        stored = _retrying(client.jobs.get, run.run_id).tags or {}
+        if stored.get(TAG_KEY) != key:
+            raise LiveCheckFailed(f"job {run.run_id} was created without its tags (it has {sorted(stored)})")
+        yield f"job {run.run_id} on {data_path}, created with its tags (key {key}): {run.url}"
+        try:
+            _retrying(client.jobs.create_or_update, self._job(self._deployed(ref), ref,
+                                                              {"input_data": data_path}, s.experiment, tags))
+        except HttpResponseError as error:
+            first_line = (str(error).strip().splitlines() or ["(no message)"])[0]
+            answer = f"refused: HTTP {error.status_code} {type(error).__name__}: {first_line}"
+        else:
+            answer = "accepted as an update of the same job (no second job: the name is the job)"
+        found = self.find_run(TAG_KEY_HASH, digest)
+        if found is None or found.run_id != run.run_id:
+            raise LiveCheckFailed(f"job {run.run_id} is not found by its name after a second create")
+        yield f"a second create of {run.run_id} {answer}"
+        yield (f"when it ends, ml_events logs its RunCompleted with key {key}: the event carried the job's tags "
+               "(runTags)")
 
     def find_run(self, tag_key: str, tag_value: str) -> RunRef | None:
         if tag_key != TAG_KEY_HASH:
@@ -282,9 +337,12 @@ class AzureMLv2Backend:
         return _retrying(fetch)
 
     def _data_type(self, path: str) -> str:
-        """uri_file when the path is a blob of the datastore's container, uri_folder otherwise."""
+        """uri_file when the path is a blob of the datastore's container, uri_folder otherwise (without a blob
+        store, as the path reads: with an extension, a file)."""
         if not path or path.endswith("/"):
             return URI_FOLDER
+        if self._blobs is None:
+            return path_type(path)
         try:
             self._blobs.properties(self._settings.incoming_container, path)
         except FileNotFoundError:

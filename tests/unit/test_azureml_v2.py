@@ -358,3 +358,44 @@ def test_the_client_is_built_with_the_settings_and_one_retry_layer(ml, blobs):
     assert options["subscription_id"] == "11111111-2222-3333-4444-555555555555"
     assert (options["resource_group_name"], options["workspace_name"]) == ("ml-rg", "ml-ws")
     assert options["retry_total"] == 0 and options["enable_telemetry"] is False
+
+
+# ---------------------------------------------------------------- live check
+
+def test_the_live_check_signs_in_and_finds_the_deployed_component(ml, deployed):
+    ml.workspaces.get.return_value = Workspace(name="ml-ws")
+    ml.components.get.return_value = deployed[1]
+
+    lines = list(AzureMLv2Backend(settings()).live_check())
+
+    assert lines == ["signed in to workspace ml-ws with RETRAINER_AML_AUTH=cli",
+                     f"pipeline component diabetes_training:{deployed[0]}: {deployed[1].id}"]
+    ml.jobs.create_or_update.assert_not_called()
+
+
+@pytest.mark.parametrize("second_create, answer", [
+    (ResourceExistsError("A job with this name already exists"), "refused: HTTP None ResourceExistsError"),
+    (None, "accepted as an update of the same job"),
+])
+def test_the_live_check_creates_a_job_with_its_tags_and_creates_it_again(ml, deployed, second_create, answer):
+    ml.workspaces.get.return_value = Workspace(name="ml-ws")
+    ml.components.get.return_value = deployed[1]
+    created = []
+
+    def create(job, **kwargs):
+        if created and second_create is not None:
+            raise second_create
+        created.append(job)
+        return job
+
+    ml.jobs.create_or_update.side_effect = create
+    ml.jobs.get.side_effect = lambda name: (created[0] if created else
+                                            (_ for _ in ()).throw(ResourceNotFoundError("no such job")))
+
+    lines = list(AzureMLv2Backend(settings()).live_check("diabetes.csv"))
+
+    assert ml.jobs.create_or_update.call_count == 2
+    job = created[0]
+    assert job.name.startswith("retrainer-") and job.tags["retrainer.key"].startswith("check:")
+    assert lines[2].startswith(f"job {job.name} on diabetes.csv, created with its tags")
+    assert lines[3].startswith(f"a second create of {job.name} {answer}")
