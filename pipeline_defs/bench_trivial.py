@@ -2,14 +2,16 @@
 
 It exercises everything around a pipeline (submission, a run worker, a step subprocess, the run's event,
 the gate) while the step itself costs next to nothing, so bench/ingest.py measures the plumbing.
-Importing this module is light (validation reads REQUIRED_COLUMNS); azureml is imported inside `build`.
+Importing this module is light (validation reads DATA_CONTRACT); azureml is imported inside `build`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("file", "row", "value")
+DATA_CONTRACT: dict[str, dict[str, Any]] = {"file": {"type": "text"}, "row": {"type": "integer", "min": 0},
+                                             "value": {"type": "number"}}
+
 
 SOURCE_DIRECTORY = Path(__file__).resolve().parents[1] / "bench" / "trivial_step"
 DEFAULT_DATA_PATH = "bench.csv"      # path on the datastore when no input_data is given

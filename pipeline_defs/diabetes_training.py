@@ -1,7 +1,7 @@
 """The lab's diabetes training pipeline: prep (clean + scale) -> train (fit, evaluate, save the model).
 
 Written with the real azureml v1 classes so the same definition is published to Azure ML and run by
-`retrainer.localrun`. Importing this module is light (validation reads REQUIRED_COLUMNS); azureml is
+`retrainer.localrun`. Importing this module is light (validation reads DATA_CONTRACT); azureml is
 imported inside `build`.
 """
 from __future__ import annotations
@@ -9,10 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure", "TricepsThickness", "SerumInsulin", "BMI",
-    "DiabetesPedigree", "Age", "Diabetic",
-)
+# The data the pipeline can train on, declared once: the app checks a landed file's first rows against it
+# before submitting (retrainer.validation), and prep checks every row (step_scripts/data_contract.py).
+# Empty cells are missing values, which prep drops. Bounds are wide: they catch a wrong file, not outliers.
+DATA_CONTRACT: dict[str, dict[str, Any]] = {
+    "Pregnancies": {"type": "integer", "min": 0, "max": 30},
+    "PlasmaGlucose": {"type": "number", "min": 0, "max": 600},
+    "DiastolicBloodPressure": {"type": "number", "min": 0, "max": 300},
+    "TricepsThickness": {"type": "number", "min": 0, "max": 200},
+    "SerumInsulin": {"type": "number", "min": 0, "max": 2000},
+    "BMI": {"type": "number", "min": 0, "max": 150},
+    "DiabetesPedigree": {"type": "number", "min": 0, "max": 10},
+    "Age": {"type": "integer", "min": 0, "max": 130},
+    "Diabetic": {"type": "integer", "values": [0, 1]},     # the label: its two classes
+}
 
 SOURCE_DIRECTORY = Path(__file__).resolve().parents[1] / "step_scripts"
 ENVIRONMENT_FILE = "environment.yml"   # the step environment spec, next to the scripts
@@ -25,6 +35,8 @@ def build(datastore: Any, compute_target: str, *, intermediate_datastore: Any = 
     """The steps and the pipeline parameters. `datastore` holds the training data; the intermediate
     `prepped_data` goes to `intermediate_datastore` (None: the workspace's default datastore), never to the
     watched one, whose every new blob starts a training. `source_directory` defaults to step_scripts/."""
+    import json
+
     from azureml.core import Environment
     from azureml.core.runconfig import RunConfiguration
     from azureml.data.datapath import DataPath, DataPathComputeBinding
@@ -47,7 +59,7 @@ def build(datastore: Any, compute_target: str, *, intermediate_datastore: Any = 
     prep = PythonScriptStep(
         name="prep", script_name="prep_diabetes.py", source_directory=str(source_directory),
         arguments=["--input-data", input_binding, "--input-data-version", input_data_version,
-                   "--prepped-data", prepped_data],
+                   "--data-contract", json.dumps(DATA_CONTRACT, sort_keys=True), "--prepped-data", prepped_data],
         inputs=[input_binding], outputs=[prepped_data],
         compute_target=compute_target, runconfig=runconfig, allow_reuse=True)
     train = PythonScriptStep(

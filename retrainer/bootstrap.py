@@ -10,23 +10,34 @@ import threading
 from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
 
 _lock = threading.Lock()
+_settings: Settings | None = None
 _deps = None
+
+
+def settings() -> Settings:
+    """The app settings of this process (read on first use): all a webhook needs to filter an event."""
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
 
 
 def deps():
     """The handlers' dependencies for this process (built on first use)."""
     global _deps
+    current = settings()
     with _lock:
         if _deps is None:
-            _deps = build(Settings.from_env())
+            _deps = build(current)
         return _deps
 
 
 def reset() -> None:
-    """Forget the built dependencies (tests, and a dev host that changed the settings)."""
-    global _deps
+    """Forget the settings and the built dependencies (tests, and a dev host that changed the settings)."""
+    global _settings, _deps
     with _lock:
-        _deps = None
+        _settings = _deps = None
 
 
 def build(settings: Settings):
@@ -42,7 +53,7 @@ def build(settings: Settings):
         blobs=blobs,
         backend=ml_backend(settings, blobs),
         notifier=build_notifier(settings),
-        required_columns=pipelines.required_columns(settings.pipeline),
+        contract=pipelines.data_contract(settings.pipeline),
     )
 
 

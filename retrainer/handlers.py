@@ -57,7 +57,7 @@ class Deps:
     blobs: BlobStore
     backend: MLBackend
     notifier: Notifier
-    required_columns: tuple[str, ...]
+    contract: Mapping[str, Mapping[str, Any]]     # the pipeline's data contract (pipeline_defs/)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
 
@@ -130,7 +130,7 @@ def _validate_and_submit(deps: Deps, entry: LedgerEntry, info: BlobInfo, trigger
     readable = check_name(info.name) is None and 0 < info.size <= settings.max_file_bytes
     prefix = deps.blobs.read_prefix(info.container, info.name, PREFIX_BYTES) if readable else b""
     rejection = check_data_file(info.name, info.size, prefix, max_bytes=settings.max_file_bytes,
-                                required_columns=deps.required_columns)
+                                contract=deps.contract)
     if rejection:
         return _reject_data(deps, entry, info, rejection)
     return _submit(deps, entry, info.name, policy.file_fingerprint(info), trigger, blob=info.name, etag=info.etag)

@@ -47,9 +47,14 @@ def load_definition(name: str, *, datastore: Any, compute_target: str,
                               environment_file=env_path)
 
 
-def required_columns(name: str) -> tuple[str, ...]:
-    """The data columns the named pipeline needs (no azureml import)."""
-    return tuple(_module(name).REQUIRED_COLUMNS)
+def data_contract(name: str) -> Mapping[str, Mapping[str, Any]]:
+    """The named pipeline's data contract, its columns and their rules (no azureml import); a wrong
+    declaration is a ValueError naming the column."""
+    from step_scripts.data_contract import check_contract
+
+    contract = _module(name).DATA_CONTRACT
+    check_contract(contract)
+    return contract
 
 
 def local_datastore(name: str, container: str, account: str = "devstoreaccount1") -> Any:

@@ -1,6 +1,8 @@
 """Data-file checks from the name, the size and a bounded prefix of the bytes: never the whole blob.
 
 Each check returns None (fine) or a `Rejection` whose message is one line: what is wrong, what to do.
+The pipeline's data contract (pipeline_defs/<name>.py DATA_CONTRACT) names the required columns and is
+applied to every whole row of the prefix, with the checker the prep step applies to the whole file.
 """
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any, Mapping
+
+from step_scripts import data_contract
 
 PREFIX_BYTES = 64 * 1024        # how much of a file is read to validate it
 MAX_NAME_CHARS = 1024           # Azure Blob Storage's limit on a blob name
 MAX_SEGMENT_CHARS = 255         # common file-system limit on one path segment
-SAMPLE_ROWS = 20                # data rows checked for a consistent field count
 _OTHER_DELIMITERS = (";", "\t", "|")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -26,6 +30,7 @@ class Reason:
     NOT_UTF8 = "not_utf8"
     NOT_CSV = "not_csv"
     MISSING_COLUMNS = "missing_columns"
+    BREAKS_CONTRACT = "breaks_contract"
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,9 @@ def check_name(name: str) -> Rejection | None:
 
 
 def check_data_file(name: str, size: int, prefix: bytes, *, max_bytes: int,
-                    required_columns: tuple[str, ...]) -> Rejection | None:
+                    contract: Mapping[str, Mapping[str, Any]]) -> Rejection | None:
     """Validate a data file from its name, its size and its first bytes (`prefix`, at most PREFIX_BYTES
-    is enough; `size` tells whether the prefix is the whole file)."""
+    is enough; `size` tells whether the prefix is the whole file) against the pipeline's data contract."""
     rejection = check_name(name)
     if rejection:
         return rejection
@@ -77,7 +82,7 @@ def check_data_file(name: str, size: int, prefix: bytes, *, max_bytes: int,
     text = _decode(prefix, whole)
     if text is None:
         return Rejection(Reason.NOT_UTF8, f"{name} is not UTF-8 text; export it as CSV with UTF-8 encoding")
-    return _check_csv(name, text, whole, required_columns)
+    return _check_csv(name, text, whole, contract)
 
 
 def _decode(prefix: bytes, whole: bool) -> str | None:
@@ -91,7 +96,7 @@ def _decode(prefix: bytes, whole: bool) -> str | None:
     return None if "\x00" in text else text
 
 
-def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> Rejection | None:
+def _check_csv(name: str, text: str, whole: bool, contract: Mapping[str, Mapping[str, Any]]) -> Rejection | None:
     first = text.lstrip()[:1]
     if first in ("{", "[", "<"):
         kind = "XML or HTML" if first == "<" else "JSON"
@@ -108,8 +113,6 @@ def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> 
         for row in csv.reader(io.StringIO(text, newline=""), strict=True):
             if row:
                 rows.append(row)
-            if len(rows) > SAMPLE_ROWS:
-                break
     except csv.Error as exc:
         return Rejection(Reason.NOT_CSV, f"{name} is not valid CSV ({exc}); save it as comma-separated values")
     header = [cell.strip() for cell in rows[0]] if rows else []
@@ -124,6 +127,7 @@ def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> 
     if any(not cell for cell in header):
         return Rejection(Reason.NOT_CSV, f"{name} has an empty column name in its header; "
                                          "name every column in the first row")
+    required = tuple(contract)
     missing = [c for c in required if c not in header]
     if missing:
         if len(missing) == len(required):
@@ -137,4 +141,7 @@ def _check_csv(name: str, text: str, whole: bool, required: tuple[str, ...]) -> 
         if len(row) != len(header):
             return Rejection(Reason.NOT_CSV, f"{name} record {number} has {len(row)} fields but the header has "
                                              f"{len(header)}; give every record the same columns as the header")
+    broken = data_contract.violation(contract, header, rows[1:])
+    if broken:
+        return Rejection(Reason.BREAKS_CONTRACT, f"{name} {broken}; fix the data or check it is the right file")
     return None

@@ -1,20 +1,25 @@
 """Pipeline step "prep": drop rows with missing values, scale the features, write data.csv for "train".
 
-    python prep_diabetes.py --input-data PATH [--input-data-version FINGERPRINT] --prepped-data DIR
+    python prep_diabetes.py --input-data PATH [--input-data-version FINGERPRINT] [--data-contract JSON]
+                            --prepped-data DIR
 
 PATH is a CSV file or a folder of CSV files (every usable *.csv in it, in name order, concatenated;
 unusable ones are skipped and named). Logs `raw_rows`, `processed_rows` and `skipped_files` through
 MLflow: on Azure ML (azureml-mlflow) and under the local runner the environment names the run to attach
-to; run by hand it logs to MLflow's default local store. A bad input file, or a folder with no usable
-file, exits with status 2 and a one-line message.
+to; run by hand it logs to MLflow's default local store. With --data-contract (the pipeline definition's
+DATA_CONTRACT) every row is checked against it (data_contract.py, the checker the app applies to a file's
+first rows). A bad input file, or a folder with no usable file, exits with status 2 and a one-line message.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+import data_contract
 
 REQUIRED_COLUMNS = ("Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure", "TricepsThickness",
                     "SerumInsulin", "BMI", "DiabetesPedigree", "Age", "Diabetic")
@@ -26,12 +31,12 @@ class BadInput(Exception):
     """The input data cannot be used; the message says what is wrong and what to do."""
 
 
-def read_csv_input(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_csv_input(path: Path, contract: data_contract.Contract | None = None) -> tuple[pd.DataFrame, list[str]]:
     """One CSV file, or every usable *.csv in a folder concatenated in name order, and the reasons of
     the folder's files that were left out. A folder is a dataset that grows over time: one bad file in
     it (already reported as rejected when it landed) must not stop every later training."""
     if path.is_file():
-        return _read_one(path), []
+        return _read_one(path, contract), []
     if not path.is_dir():
         raise BadInput(f"{path} does not exist; pass a CSV file or a folder of CSV files")
     files = sorted(path.glob("*.csv"))
@@ -40,7 +45,7 @@ def read_csv_input(path: Path) -> tuple[pd.DataFrame, list[str]]:
     frames, skipped = [], []
     for file in files:
         try:
-            frames.append(_read_one(file))
+            frames.append(_read_one(file, contract))
         except BadInput as error:
             skipped.append(str(error))
     if not frames:
@@ -51,7 +56,7 @@ def read_csv_input(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat(with_rows or frames[:1], ignore_index=True), skipped
 
 
-def _read_one(file: Path) -> pd.DataFrame:
+def _read_one(file: Path, contract: data_contract.Contract | None) -> pd.DataFrame:
     try:
         frame = pd.read_csv(file)
     except pd.errors.EmptyDataError:
@@ -63,6 +68,12 @@ def _read_one(file: Path) -> pd.DataFrame:
     if missing:
         raise BadInput(f"{file} lacks the required column(s) {', '.join(missing)}; "
                        f"expected {', '.join(REQUIRED_COLUMNS)}")
+    if contract:
+        with open(file, newline="", encoding="utf-8-sig") as rows:
+            reader = csv.reader(rows)
+            broken = data_contract.violation(contract, next(reader, []), reader)
+        if broken:
+            raise BadInput(f"{file} {broken}; fix the data or check it is the right file")
     not_numeric = [column for column in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[column])]
     if not_numeric and not frame.empty:
         raise BadInput(f"{file} has non-numeric values in column(s) {', '.join(not_numeric)}; "
@@ -98,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-data-version", default="unversioned",
                         help="the data's fingerprint: it changes the step's arguments, so Azure ML reruns the "
                              "step when the data behind the same path changed")
+    parser.add_argument("--data-contract", type=data_contract.parse, default=None,
+                        help="the pipeline's data contract (JSON): every row is checked against it")
     parser.add_argument("--prepped-data", type=Path, required=True, help="folder to write data.csv into")
     args = parser.parse_args(argv)
 
     try:
-        raw, skipped = read_csv_input(args.input_data)
+        raw, skipped = read_csv_input(args.input_data, args.data_contract)
         prepped = prepare(raw)
     except BadInput as error:
         print(f"prep: error: {error}", file=sys.stderr)

@@ -1,8 +1,10 @@
-"""What the triggers share: one log line per outcome, and the occurrence a timer tick stands for."""
+"""What the triggers share: one log line per outcome, an Event Grid event as the parser's mapping, and the
+occurrence a timer tick stands for."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from typing import Any
 
 import azure.functions as func
 
@@ -11,6 +13,19 @@ log = logging.getLogger("retrainer")
 
 def log_outcome(function: str, outcome) -> None:
     log.info("%s: %s %s %s", function, outcome.action, outcome.key or "-", outcome.detail or "")
+
+
+def event_payload(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
+    """The event as `retrainer.events.parse_event` reads it. The Python worker decodes a delivery in the
+    CloudEvents 1.0 schema to a `func.CloudEvent` whatever the annotation says (azure/functions/eventgrid.py,
+    EventGridEventInConverter.decode), so both shapes arrive here."""
+    if isinstance(event, func.CloudEvent):
+        return {"specversion": event.specversion, "id": event.id, "source": event.source, "type": event.type,
+                "subject": event.subject, "data": event.get_json(),
+                "time": event.time.isoformat() if event.time else None}
+    return {"id": event.id, "topic": event.topic, "subject": event.subject, "eventType": event.event_type,
+            "dataVersion": event.data_version, "data": event.get_json(),
+            "eventTime": event.event_time.isoformat() if event.event_time else None}
 
 
 def scheduled_time(timer: func.TimerRequest) -> datetime:

@@ -1,18 +1,36 @@
-"""A data file lands in the incoming container: validate it and submit the training pipeline.
+"""A data file lands in the incoming container: the webhook queues it, the queue worker validates and submits.
 
-The trigger's stream is never read here: the handler reads the blob's properties and a bounded prefix
-through its own client.
+`blob_events` answers Event Grid in milliseconds: it parses, applies the filters and writes one small message.
+`blob_ingest` does the work with the host's retries and `retrainer-blob-events-poison`. No blob bytes pass
+through the host: the handler reads the blob's properties and a bounded prefix with its own client.
 """
+import logging
+
 import azure.functions as func
 
-from retrainer import bootstrap, handlers
-from triggers._invoke import log_outcome
+from retrainer import bootstrap, events, handlers, intake
+from triggers._invoke import event_payload, log_outcome
 
 bp = func.Blueprint()
+log = logging.getLogger("retrainer")
 
 
-@bp.blob_trigger(arg_name="blob", path="%RETRAINER_INCOMING_PATH%", connection="RETRAINER_DATA_STORAGE",
-                 source=func.BlobSource.EVENT_GRID)
-def blob_ingest(blob: func.InputStream) -> None:
-    container, _, name = blob.name.partition("/")
-    log_outcome("blob_ingest", handlers.data_arrived(bootstrap.deps(), container, name, trigger="blob"))
+@bp.event_grid_trigger(arg_name="event")
+@bp.queue_output(arg_name="work", queue_name=intake.BLOB_QUEUE, connection="AzureWebJobsStorage")
+def blob_events(event: func.EventGridEvent, work: func.Out[str]) -> None:
+    try:
+        decided = intake.blob_work(events.parse_event(event_payload(event)), bootstrap.settings())
+    except events.BadEvent as error:
+        log.error("blob_events: event %s dropped: %s", event.id, error)
+        return
+    if isinstance(decided, intake.Ignored):
+        log.info("blob_events: ignored %s", decided.reason)
+        return
+    work.set(decided.message)
+    log.info("blob_events: queued %s", decided.summary)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=intake.BLOB_QUEUE, connection="AzureWebJobsStorage")
+def blob_ingest(msg: func.QueueMessage) -> None:
+    work = intake.read_blob_work(msg.get_body().decode("utf-8"))
+    log_outcome("blob_ingest", handlers.data_arrived(bootstrap.deps(), work.container, work.name, trigger="blob"))

@@ -1,8 +1,9 @@
 """The whole loop without a host: the functions' own code, called with real azure.functions inputs.
 
-blob -> blob_ingest -> a local run in a detached worker -> its RunCompleted event over real HTTP
--> ml_events -> a model version in the MLflow registry -> a notification received over HTTP.
-Azurite serves blob and table storage; the event and the notification land on a loopback endpoint.
+BlobCreated -> blob_events -> its queue message -> blob_ingest -> a local run in a detached worker -> its
+RunCompleted event over real HTTP -> ml_events -> its queue message -> run_finished -> a model version in the
+MLflow registry -> a notification received over HTTP. Azurite serves blob and table storage; the event and the
+notification land on a loopback endpoint; the queue hop is the host's, so the message is handed over here.
 """
 from __future__ import annotations
 
@@ -58,10 +59,41 @@ def loop(azurite, tmp_path, monkeypatch):
     recorder.close()
 
 
-def blob_input(container, name: str, data: bytes) -> func.blob.InputStream:
-    client = container.get_blob_client(name)
-    return func.blob.InputStream(data=data, name=f"{container.container_name}/{name}", uri=client.url,
-                                 length=len(data))
+class Out(func.Out[str]):
+    """A queue output binding: what the function set is what the host would enqueue."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def set(self, val: str) -> None:
+        self.value = val
+
+    def get(self) -> str | None:
+        return self.value
+
+
+def through_queue(functions, webhook: str, worker: str, event: func.EventGridEvent) -> str | None:
+    """Deliver `event` to the webhook function and, if it queued work, that message to the queue worker."""
+    out = Out()
+    functions[webhook](event, out)
+    if out.value is not None:
+        functions[worker](func.QueueMessage(id="m1", body=out.value.encode()))
+    return out.value
+
+
+def blob_created(container, name: str, api: str = "PutBlob") -> func.EventGridEvent:
+    properties = container.get_blob_client(name).get_blob_properties()
+    return func.EventGridEvent(
+        id=f"{name}-{properties.etag}-{api}", topic="/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/"
+                                                 "storageAccounts/devstoreaccount1",
+        subject=f"/blobServices/default/containers/{container.container_name}/blobs/{name}",
+        event_type="Microsoft.Storage.BlobCreated", event_time=datetime.now(), data_version="",
+        data={"api": api, "eTag": properties.etag.strip('"'), "contentLength": properties.size,
+              "blobType": "BlockBlob", "sequencer": "1", "url": container.get_blob_client(name).url})
+
+
+def ingest(functions, container, name: str) -> str | None:
+    return through_queue(functions, "blob_events", "blob_ingest", blob_created(container, name))
 
 
 def event_input(document: dict) -> func.EventGridEvent:
@@ -83,9 +115,9 @@ def test_a_landed_file_becomes_a_registered_model_and_a_notification(functions, 
     data = SAMPLE.read_bytes()
     container.upload_blob("diabetes.csv", data, overwrite=True)
 
-    functions["blob_ingest"](blob_input(container, "diabetes.csv", data))
+    assert ingest(functions, container, "diabetes.csv")
     # at least once: the same blob (same ETag) again changes nothing
-    functions["blob_ingest"](blob_input(container, "diabetes.csv", data))
+    assert ingest(functions, container, "diabetes.csv")
 
     posted = recorder.wait_for(lambda r: r.path.startswith("/runtime/webhooks/eventgrid"), timeout=240)
     assert len(posted) == 1 and len(posted[0].body) == 1, "one run, one event"
@@ -93,8 +125,9 @@ def test_a_landed_file_becomes_a_registered_model_and_a_notification(functions, 
     event = posted[0].body[0]
     assert event["eventType"] == "Microsoft.MachineLearningServices.RunCompleted"
 
-    functions["ml_events"](event_input(event))
-    functions["ml_events"](event_input(event))  # redelivered: no second version, no second notice
+    assert through_queue(functions, "ml_events", "run_finished", event_input(event))
+    # redelivered: no second version, no second notice
+    assert through_queue(functions, "ml_events", "run_finished", event_input(event))
 
     versions = model_versions(state_dir)
     assert len(versions) == 1
@@ -112,7 +145,7 @@ def test_a_malformed_file_is_rejected_quarantined_and_reported(functions, loop):
     data = b"name,age\nalice,31\n"
     container.upload_blob("people.csv", data, overwrite=True)
 
-    functions["blob_ingest"](blob_input(container, "people.csv", data))
+    ingest(functions, container, "people.csv")
 
     notices = recorder.wait_for(lambda r: r.path == "/notify")
     assert [n.body["type"] for n in notices] == ["retrainer.data.rejected"]
@@ -122,6 +155,28 @@ def test_a_malformed_file_is_rejected_quarantined_and_reported(functions, loop):
     assert [c.name for c in copies] == ["incoming/people.csv"]
     assert copies[0].metadata.get("reason")
     assert container.get_blob_client("people.csv").exists(), "the original is never deleted"
+    assert not (state_dir / "workers").exists(), "nothing was submitted"
+
+
+@pytest.mark.parametrize("name, row, says", [
+    ("words.csv", "9999999,two,95,70,30,80,31.5,0.5,40,1", "column Pregnancies: 'two' is not a number"),
+    ("label7.csv", "9999999,2,95,70,30,80,31.5,0.5,40,7", "column Diabetic: 7 is not an allowed value"),
+])
+def test_a_file_that_cannot_train_is_rejected_before_any_run(functions, loop, name, row, says):
+    """Well-formed CSV that breaks the pipeline's data contract: quarantined and reported at the door, not
+    submitted to fail minutes later in prep or train."""
+    recorder, container, state_dir = loop
+    lines = SAMPLE.read_text().splitlines()
+    container.upload_blob(name, "\n".join(lines[:50] + [row] + lines[50:200]) + "\n", overwrite=True)
+
+    ingest(functions, container, name)
+
+    notices = recorder.wait_for(lambda r: r.path == "/notify")
+    assert [n.body["type"] for n in notices] == ["retrainer.data.rejected"]
+    assert says in notices[0].body["data"]["reason"] and "row 51" in notices[0].body["data"]["reason"]
+    assert notices[0].body["data"]["reason_code"] == "breaks_contract"
+    service = BlobServiceClient.from_connection_string(os.environ["RETRAINER_DATA_STORAGE"])
+    assert service.get_blob_client("quarantine", f"incoming/{name}").exists()
     assert not (state_dir / "workers").exists(), "nothing was submitted"
 
 
@@ -149,7 +204,7 @@ def test_a_bad_retrain_request_is_a_400_with_one_line(functions, loop, body, hea
 def test_the_runs_api_answers_lineage_and_refuses_bad_input(functions, loop):
     recorder, container, state_dir = loop
     container.upload_blob("people.csv", b"name,age\nalice,31\n", overwrite=True)
-    functions["blob_ingest"](blob_input(container, "people.csv", b"name,age\nalice,31\n"))
+    ingest(functions, container, "people.csv")
 
     listed = json.loads(functions["list_runs"](http_request("GET", "runs", params={"limit": "5"})).get_body())
     [row] = listed["runs"]

@@ -207,3 +207,26 @@ def test_train_rejects_a_label_with_one_class(tmp_path):
     pd.read_csv(SAMPLE, nrows=100).dropna().assign(Diabetic=0).to_csv(path, index=False)
     result = run_script("train_diabetes.py", "--training-data", str(path), cwd=tmp_path)
     assert_one_line_error(result, "Diabetic", "both")
+
+
+@pytest.mark.parametrize("row, says", [
+    ("9999999,2,95,70,30,80,31.5,0.5,40,7", "row 10002, column Diabetic: 7 is not an allowed value"),
+    ("9999999,2,lots,70,30,80,31.5,0.5,40,1", "row 10002, column PlasmaGlucose: 'lots' is not a number"),
+])
+def test_prep_applies_the_data_contract_to_every_row(tmp_path, row, says):
+    """The app checks a file's first 64 KiB; a bad row past them is caught by prep, with the same rule."""
+    import json
+
+    from pipeline_defs.diabetes_training import DATA_CONTRACT
+
+    data = tmp_path / "late.csv"
+    data.write_text(SAMPLE.read_text() + row + "\n")
+    contract = json.dumps(DATA_CONTRACT)
+    bad = run_script("prep_diabetes.py", "--input-data", str(data), "--data-contract", contract,
+                     "--prepped-data", str(tmp_path / "out"), cwd=tmp_path / "prep")
+    good = run_script("prep_diabetes.py", "--input-data", str(SAMPLE), "--data-contract", contract,
+                      "--prepped-data", str(tmp_path / "out"), cwd=tmp_path / "prep-good",
+                      mlflow_env=Tracking(tmp_path).new_run_env())
+
+    assert bad.returncode == 2 and says in bad.stderr and bad.stderr.count("\n") == 1
+    assert good.returncode == 0, good.stderr

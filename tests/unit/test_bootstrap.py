@@ -14,7 +14,7 @@ def test_local_settings_build_the_local_backend_over_the_table_ledger():
 
     assert isinstance(deps.backend, LocalMLBackend)
     assert isinstance(deps.ledger, TableLedger)
-    assert "Diabetic" in deps.required_columns
+    assert deps.contract["Diabetic"] == {"type": "integer", "values": [0, 1]}
 
 
 @pytest.mark.parametrize("backend, adapter", [("azureml", "AzureMLBackend"), ("azureml_v2", "AzureMLv2Backend")])

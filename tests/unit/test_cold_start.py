@@ -23,6 +23,14 @@ def test_importing_the_function_app_loads_no_heavy_sdk():
     assert heavy_modules_after("import function_app") == []
 
 
+OUT = """
+class Out(func.Out[str]):
+    value = None
+    def set(self, val): self.value = val
+    def get(self): return self.value
+"""
+
+
 def test_an_event_from_a_foreign_workspace_is_ignored_without_loading_them():
     event = {"id": "e1", "topic": "/subscriptions/other/resourceGroups/rg/providers/"
                                   "Microsoft.MachineLearningServices/workspaces/theirs",
@@ -34,8 +42,28 @@ def test_an_event_from_a_foreign_workspace_is_ignored_without_loading_them():
     code = f"""
 import azure.functions as func
 import function_app
+{OUT}
 [ml_events] = [f for f in function_app.app.get_functions() if f.get_function_name() == "ml_events"]
-ml_events.get_user_function()(func.EventGridEvent(**{event!r}))
+ml_events.get_user_function()(func.EventGridEvent(**{event!r}), Out())
+"""
+    assert heavy_modules_after(code) == []
+
+
+def test_queuing_a_landed_file_loads_none_of_them():
+    """The webhook only parses, filters and enqueues: Event Grid's 30 s answer window needs no SDK."""
+    event = {"id": "e1", "topic": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/d",
+             "subject": "/blobServices/default/containers/incoming/blobs/a.csv",
+             "event_type": "Microsoft.Storage.BlobCreated", "event_time": None, "data_version": "",
+             "data": {"api": "PutBlockList", "eTag": "0x1", "contentLength": 10, "blobType": "BlockBlob",
+                      "url": "https://d.blob.core.windows.net/incoming/a.csv", "sequencer": "1"}}
+    code = f"""
+import azure.functions as func
+import function_app
+{OUT}
+[blob_events] = [f for f in function_app.app.get_functions() if f.get_function_name() == "blob_events"]
+out = Out()
+blob_events.get_user_function()(func.EventGridEvent(**{event!r}), out)
+assert out.value, "the file was queued"
 """
     assert heavy_modules_after(code) == []
 

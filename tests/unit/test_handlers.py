@@ -12,7 +12,8 @@ from retrainer.settings import Settings
 from retrainer.validation import PREFIX_BYTES
 from tests.unit.fakes import Clock, FakeBackend, FakeBlobStore, FakeLedger, FakeNotifier
 
-COLUMNS = ("Pregnancies", "PlasmaGlucose", "Age", "Diabetic")
+CONTRACT = {"Pregnancies": {"type": "integer", "min": 0}, "PlasmaGlucose": {"type": "number", "min": 0},
+            "Age": {"type": "integer", "min": 0}, "Diabetic": {"type": "integer", "values": [0, 1]}}
 GOOD = b"PatientID,Pregnancies,PlasmaGlucose,Age,Diabetic\n1,0,171,21,0\n2,8,92,43,1\n"
 SETTINGS = Settings(metric_floor=0.8, min_delta=0.0, dataset_prefix="dataset/", claim_lease_minutes=10,
                     run_deadline_minutes=180, max_file_bytes=10_000_000)
@@ -24,7 +25,7 @@ def deps(request):
     clock = Clock()
     return Deps(settings=SETTINGS, ledger=FakeLedger(clock), blobs=FakeBlobStore(clock),
                 backend=FakeBackend(sdk=request.param),
-                notifier=FakeNotifier(), required_columns=COLUMNS, clock=clock)
+                notifier=FakeNotifier(), contract=CONTRACT, clock=clock)
 
 
 def arrive(deps, name="diabetes.csv", data=GOOD):

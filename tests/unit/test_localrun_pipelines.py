@@ -1,6 +1,7 @@
 """The lab pipeline definition, the loader and the pipeline version."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_defs import diabetes_training
 from retrainer.pipelines import (PipelineDefinition, UnknownPipelineError, load_definition, local_datastore,
-                                 pipeline_version, required_columns)
+                                 pipeline_version, data_contract)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +33,7 @@ def test_the_lab_pipeline_is_prep_then_train_on_a_mounted_data_path():
         "prep", "prep_diabetes.py", "train", "train_diabetes.py")
     assert prep.arguments == ("--input-data", DataInput("input_data", "training_data", "diabetes.csv", "mount"),
                               "--input-data-version", Parameter("input_data_version", "unversioned"),
+                              "--data-contract", json.dumps(diabetes_training.DATA_CONTRACT, sort_keys=True),
                               "--prepped-data", Intermediate("prepped_data", "prep"))
     # the intermediate stays off the watched datastore: the workspace default, unless one is named
     assert prep.output_datastores == {"prepped_data": None}
@@ -53,21 +56,21 @@ def test_intermediates_go_to_the_named_datastore_and_change_the_version():
     assert pipeline_version(scratch) != pipeline_version(load())
 
 
-def test_required_columns_are_read_without_importing_azureml():
-    code = ("import sys; from retrainer.pipelines import required_columns; "
-            "print(','.join(required_columns('diabetes_training'))); "
+def test_the_data_contract_is_read_without_importing_azureml():
+    code = ("import sys; from retrainer.pipelines import data_contract; "
+            "print(','.join(data_contract('diabetes_training'))); "
             "print(any(m.startswith(('azureml', 'mlflow')) for m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
 
     columns, heavy_imported = output.stdout.split()
-    assert columns.split(",") == list(required_columns("diabetes_training"))
+    assert columns.split(",") == list(data_contract("diabetes_training"))
     assert "PlasmaGlucose" in columns and "Diabetic" in columns and "PatientID" not in columns
     assert heavy_imported == "False"
 
 
 def test_an_unknown_pipeline_names_the_known_ones():
     with pytest.raises(UnknownPipelineError, match="unknown pipeline 'nope'; known pipelines: .*diabetes_training"):
-        required_columns("nope")
+        data_contract("nope")
     with pytest.raises(UnknownPipelineError):
         load_definition("../etc/passwd", datastore=None, compute_target="x")
 

@@ -2,13 +2,14 @@ import pytest
 
 from retrainer.validation import PREFIX_BYTES, Reason, check_data_file, check_name
 
-COLUMNS = ("Pregnancies", "PlasmaGlucose", "Age", "Diabetic")
+CONTRACT = {"Pregnancies": {"type": "integer", "min": 0, "max": 30}, "PlasmaGlucose": {"type": "number", "min": 0},
+            "Age": {"type": "integer", "min": 0, "max": 130}, "Diabetic": {"type": "integer", "values": [0, 1]}}
 GOOD = b"PatientID,Pregnancies,PlasmaGlucose,Age,Diabetic\n1,0,171,21,0\n2,8,92,43,1\n"
 
 
 def check(data: bytes, name="diabetes.csv", size=None, max_bytes=10**9, prefix_bytes=PREFIX_BYTES):
     return check_data_file(name, len(data) if size is None else size, data[:prefix_bytes],
-                           max_bytes=max_bytes, required_columns=COLUMNS)
+                           max_bytes=max_bytes, contract=CONTRACT)
 
 
 def test_a_good_csv_passes():
@@ -59,7 +60,7 @@ def test_a_header_without_rows_is_rejected_as_empty():
 
 
 def test_a_file_over_the_limit_is_rejected_from_its_size_alone():
-    rejection = check_data_file("big.csv", 2_000_000, b"", max_bytes=1_000_000, required_columns=COLUMNS)
+    rejection = check_data_file("big.csv", 2_000_000, b"", max_bytes=1_000_000, contract=CONTRACT)
     assert rejection.reason_code == Reason.TOO_LARGE
     assert "2000000 bytes" in rejection.message and "RETRAINER_MAX_FILE_BYTES" in rejection.message
 
@@ -78,7 +79,7 @@ def test_a_multibyte_character_cut_at_the_prefix_end_is_fine():
     row = "1,2,3,0,é\n".encode()
     data = b"Pregnancies,PlasmaGlucose,Age,Diabetic,Note\n" + row * (PREFIX_BYTES // len(row) + 10)
     cut = next(n for n in range(PREFIX_BYTES, PREFIX_BYTES - 12, -1) if data[n - 1] == 0xC3)
-    rejection = check_data_file("x.csv", len(data), data[:cut], max_bytes=10**9, required_columns=COLUMNS)
+    rejection = check_data_file("x.csv", len(data), data[:cut], max_bytes=10**9, contract=CONTRACT)
     assert rejection is None
 
 
@@ -89,7 +90,7 @@ def test_a_multibyte_character_cut_at_the_end_of_the_whole_file_is_not_utf8():
 
 def test_only_the_prefix_is_judged():
     # a long valid file with garbage past the prefix: the check sees only the prefix it is given
-    data = GOOD + b"1,2,3,4,5\n" * (PREFIX_BYTES // 10) + b"\xff\xfe garbage"
+    data = GOOD + b"1,2,3,4,0\n" * (PREFIX_BYTES // 10) + b"\xff\xfe garbage"
     assert check(data) is None
 
 
@@ -127,3 +128,28 @@ def test_every_message_is_one_line():
     for data in (b"", b"a;b\n1;2\n", b"\xff", b"x,y\n1,2\n"):
         rejection = check(data)
         assert rejection is not None and "\n" not in rejection.message
+
+
+@pytest.mark.parametrize("data, says", [
+    (GOOD + b"3,two,95,50,1\n", "row 4, column Pregnancies: 'two' is not a number; expected a whole number >= 0 and <= 30"),
+    (GOOD + b"3,2,95,50,7\n", "row 4, column Diabetic: 7 is not an allowed value; expected one of 0, 1"),
+    (GOOD + b"3,2.5,95,50,1\n", "row 4, column Pregnancies: 2.5 is not a whole number"),
+    (GOOD + b"3,2,-4,50,1\n", "row 4, column PlasmaGlucose: -4 is out of range; expected a number >= 0"),
+    (GOOD + b"3,2,nan,50,1\n", "'nan' is not a finite number"),
+])
+def test_rows_that_break_the_data_contract_are_rejected_naming_column_and_row(data, says):
+    rejection = check(data)
+    assert rejection.reason_code == Reason.BREAKS_CONTRACT
+    assert says in rejection.message and "\n" not in rejection.message
+
+
+def test_missing_values_and_columns_outside_the_contract_are_not_violations():
+    assert check(GOOD + b"3,,95,,1\n" + b"4,1,,33,0\n") is None
+    assert check(b"PatientID,Pregnancies,PlasmaGlucose,Age,Diabetic,Notes\n1,0,171,21,0,anything at all\n") is None
+
+
+def test_the_contract_reaches_every_whole_row_of_the_prefix():
+    rows = b"".join(b"%d,1,90,30,0\n" % i for i in range(3000))
+    late = GOOD + rows + b"9,1,90,30,5\n" + rows
+    assert len(late) > PREFIX_BYTES and late.index(b"9,1,90,30,5") < PREFIX_BYTES
+    assert check(late, size=10**7).reason_code == Reason.BREAKS_CONTRACT
