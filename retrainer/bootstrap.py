@@ -44,12 +44,14 @@ def build(settings: Settings):
     from retrainer import pipelines
     from retrainer.adapters.notify import build_notifier
     from retrainer.adapters.table_ledger import TableLedger
+    from retrainer.adapters.work_queues import StorageWorkQueues
     from retrainer.handlers import Deps
 
     blobs = blob_store(settings)
     return Deps(
         settings=settings,
-        ledger=TableLedger(_ledger_connection(settings), settings.ledger_table),
+        ledger=TableLedger(_host_storage(settings, "table"), settings.ledger_table),
+        queues=StorageWorkQueues(_host_storage(settings, "queue")),
         blobs=blobs,
         backend=ml_backend(settings, blobs),
         notifier=build_notifier(settings),
@@ -57,17 +59,17 @@ def build(settings: Settings):
     )
 
 
-def _ledger_connection(settings: Settings):
-    """The app's storage account: a connection string, or (identity-based, as the Functions host
-    allows) its account name and the managed identity."""
+def _host_storage(settings: Settings, service: str):
+    """The app's storage account (the ledger's table, the host's work queues): a connection string, or
+    (identity-based, as the Functions host allows) the `service` endpoint of its account and the identity."""
     if settings.storage_connection:
         return settings.storage_connection
     if settings.storage_account:
         from azure.identity import DefaultAzureCredential
 
-        return f"https://{settings.storage_account}.table.core.windows.net", DefaultAzureCredential()
+        return f"https://{settings.storage_account}.{service}.core.windows.net", DefaultAzureCredential()
     raise SettingsError("AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is required: the storage "
-                        "account holding the ledger")
+                        "account holding the ledger and the work queues")
 
 
 def blob_store(settings: Settings):

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping
 
-from retrainer import policy
+from retrainer import intake, policy
 from retrainer.events import BlobCreated, DomainEvent, RunEvent
 from retrainer.ports import (BlobInfo, BlobStore, ConcurrencyError, Ledger, LedgerEntry, MLBackend, Notifier,
-                             PipelineNotPublished, RunInfo, RunStatus, State)
+                             PipelineNotPublished, PoisonedMessage, RunInfo, RunStatus, State, WorkQueues)
 from retrainer.settings import Settings
 from retrainer.validation import PREFIX_BYTES, Rejection, check_data_file, check_name
 
@@ -36,6 +36,9 @@ MODEL_REGISTERED = "retrainer.model.registered"
 MODEL_REJECTED = "retrainer.model.rejected"
 RUN_FAILED = "retrainer.run.failed"
 PIPELINE_UNAVAILABLE = "retrainer.pipeline.unavailable"
+WORK_POISONED = "retrainer.work.poisoned"
+
+POISON_PEEK = 32        # poisoned messages reported per queue and sweep (the rest, at the next sweeps)
 
 
 class Action:
@@ -57,6 +60,7 @@ class Deps:
     blobs: BlobStore
     backend: MLBackend
     notifier: Notifier
+    queues: WorkQueues
     contract: Mapping[str, Mapping[str, Any]]     # the pipeline's data contract (pipeline_defs/)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
@@ -363,6 +367,26 @@ def reconcile(deps: Deps) -> Iterator[Outcome]:
             yield _guarded(entry, lambda e=entry: _reconcile_claimed(deps, e))
     for entry in deps.ledger.list_unnotified(now - lease):
         yield _guarded(entry, lambda e=entry: _duplicate(deps, e))
+    for message in deps.queues.poisoned(POISON_PEEK):
+        yield _report_poisoned(deps, message)
+
+
+def _report_poisoned(deps: Deps, message: PoisonedMessage) -> Outcome:
+    """A message the host gave up on is work not done: record it and tell people, once per message. It stays in
+    its poison queue for an operator to replay (move it back to its work queue) or delete."""
+    key = policy.poison_key(message.queue, message.id)
+    claim = deps.ledger.claim(key, "poison", {"queue": message.queue, "message_id": message.id,
+                                              "inserted": message.inserted, "body": message.body})
+    if not claim.won:
+        return _duplicate(deps, claim.entry)
+    reason = (f"the host gave up on a message of {message.queue.removesuffix(intake.POISON_SUFFIX)} after "
+              "host.json's maxDequeueCount attempts; see the failed invocations' logs, then replay or delete it")
+    final = _transition(deps, claim.entry, State.FAILED, {"reason": reason,
+                                                          **_pending_notification(deps, key, WORK_POISONED)})
+    if final is None:
+        return _settled_elsewhere(deps, key)
+    _send_notification(deps, final)
+    return _done(Action.FAILED, key, reason, level=logging.ERROR)
 
 
 def _guarded(entry: LedgerEntry, work: Callable[[], Outcome]) -> Outcome:
@@ -405,6 +429,11 @@ def _reconcile_claimed(deps: Deps, entry: LedgerEntry) -> Outcome:
 
 
 # ---------------------------------------------------------------- lineage reads (HTTP API)
+
+def queue_depths(deps: Deps) -> dict[str, int]:
+    """How many messages wait in each work queue and its poison queue (the health endpoint's details)."""
+    return deps.queues.depths()
+
 
 def lineage(deps: Deps, key: str) -> dict[str, Any] | None:
     entry = deps.ledger.get(key)

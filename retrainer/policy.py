@@ -94,6 +94,10 @@ def folder_fingerprint(files: Iterable[BlobInfo]) -> str:
     return "files-" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:40]
 
 
+def poison_key(queue: str, message_id: str) -> str:
+    return f"poison:{queue}/{message_id}"
+
+
 def watermark_key(pipeline: str) -> str:
     """The ledger row holding the newest data time the last successful training used."""
     return f"watermark:{pipeline}"

@@ -223,6 +223,26 @@ class BlobStore(Protocol):
         outputs, placed where Azure ML places them)."""
 
 
+# ---------------------------------------------------------------- the host's work queues
+
+@dataclass(frozen=True)
+class PoisonedMessage:
+    """A message the host gave up on after host.json's maxDequeueCount attempts, in `<queue>-poison`."""
+
+    queue: str                  # the poison queue it sits in
+    id: str
+    inserted: datetime | None
+    body: str
+
+
+class WorkQueues(Protocol):
+    def poisoned(self, limit: int) -> list[PoisonedMessage]:
+        """Up to `limit` messages of each work queue's poison queue, left where they are (a peek)."""
+
+    def depths(self) -> dict[str, int]:
+        """The approximate message count of every work queue and poison queue."""
+
+
 # ---------------------------------------------------------------- notifications
 
 class Notifier(Protocol):

@@ -3,7 +3,7 @@ import json
 
 import azure.functions as func
 
-from retrainer import bootstrap, handlers
+from retrainer import bootstrap, handlers, intake
 from retrainer.settings import Settings, SettingsError
 from triggers._invoke import log_outcome
 
@@ -58,8 +58,15 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health_details(req: func.HttpRequest) -> func.HttpResponse:
-    """The status with the non-secret settings (or what is misconfigured), behind the function key."""
-    return _health(details=True)
+    """The status with the non-secret settings (or what is misconfigured) and the work queues' depths, behind
+    the function key. Messages in a poison queue make the status "attention": work the host gave up on."""
+    response = _health(details=True)
+    if response.status_code != 200:
+        return response
+    queues = handlers.queue_depths(bootstrap.deps())
+    poisoned = sum(count for name, count in queues.items() if name.endswith(intake.POISON_SUFFIX))
+    document = json.loads(response.get_body())
+    return _json(200, {**document, "status": "attention" if poisoned else "ok", "queues": queues})
 
 
 def _health(details: bool) -> func.HttpResponse:

@@ -215,3 +215,30 @@ def test_the_runs_api_answers_lineage_and_refuses_bad_input(functions, loop):
     assert functions["list_runs"](http_request("GET", "runs", params={"limit": "all"})).status_code == 400
     health = functions["health"](http_request("GET", "health"))
     assert health.status_code == 200 and WEBHOOK_KEY not in health.get_body().decode()
+
+
+def test_work_the_host_gave_up_on_is_reported_once_and_shown_by_health(functions, loop, azurite):
+    """The host moves a message that failed maxDequeueCount times to <queue>-poison; reconcile tells people
+    once, and the health details ask for attention while it waits there."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    recorder, container, state_dir = loop
+    poison = QueueClient.from_connection_string(azurite.connection_string, "retrainer-blob-events-poison",
+                                                message_encode_policy=TextBase64EncodePolicy())
+    try:
+        poison.create_queue()
+    except ResourceExistsError:
+        poison.clear_messages()
+    poison.send_message('{"id": "e9", "container": "incoming", "name": "stuck.csv", "etag": "0x9"}')
+    timer = func.timer.TimerRequest()
+
+    functions["reconcile"](timer)
+    functions["reconcile"](timer)       # the next sweep: already reported
+
+    notices = recorder.wait_for(lambda r: r.path == "/notify")
+    assert [n.body["type"] for n in notices] == ["retrainer.work.poisoned"]
+    assert "stuck.csv" in notices[0].body["data"]["body"]
+    details = json.loads(functions["health_details"](http_request("GET", "health/details")).get_body())
+    assert details["status"] == "attention" and details["queues"]["retrainer-blob-events-poison"] == 1
+    poison.clear_messages()

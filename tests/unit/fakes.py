@@ -19,8 +19,8 @@ from typing import Any, Mapping
 
 from retrainer.adapters.azureml_v2 import job_name
 from retrainer.policy import TAG_KEY_HASH
-from retrainer.ports import (BlobInfo, Claim, ConcurrencyError, LedgerEntry, ModelRef, PublishedPipelineRef,
-                             RunInfo, RunRef, RunStatus, State, StepRunInfo)
+from retrainer.ports import (BlobInfo, Claim, ConcurrencyError, LedgerEntry, ModelRef, PoisonedMessage,
+                             PublishedPipelineRef, RunInfo, RunRef, RunStatus, State, StepRunInfo)
 
 
 class Clock:
@@ -247,3 +247,16 @@ class FakeNotifier:
 
     def types(self) -> list[str]:
         return [event_type for _, event_type, _, _ in self.published]
+
+
+class FakeWorkQueues:
+    """The host's work queues: poisoned messages stay until removed, as in `<queue>-poison`."""
+
+    def __init__(self):
+        self.poison: list[PoisonedMessage] = []
+
+    def poisoned(self, limit: int) -> list[PoisonedMessage]:
+        return self.poison[:limit]
+
+    def depths(self) -> dict[str, int]:
+        return {"retrainer-blob-events-poison": len(self.poison)}

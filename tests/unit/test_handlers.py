@@ -10,7 +10,7 @@ from retrainer.handlers import Action, Deps
 from retrainer.ports import ConcurrencyError, PipelineNotPublished, RunStatus, State
 from retrainer.settings import Settings
 from retrainer.validation import PREFIX_BYTES
-from tests.unit.fakes import Clock, FakeBackend, FakeBlobStore, FakeLedger, FakeNotifier
+from tests.unit.fakes import Clock, FakeBackend, FakeBlobStore, FakeLedger, FakeNotifier, FakeWorkQueues
 
 CONTRACT = {"Pregnancies": {"type": "integer", "min": 0}, "PlasmaGlucose": {"type": "number", "min": 0},
             "Age": {"type": "integer", "min": 0}, "Diabetic": {"type": "integer", "values": [0, 1]}}
@@ -24,8 +24,8 @@ def deps(request):
     """Every handler test runs over both Azure ML SDKs' behaviours (FakeBackend's `sdk`)."""
     clock = Clock()
     return Deps(settings=SETTINGS, ledger=FakeLedger(clock), blobs=FakeBlobStore(clock),
-                backend=FakeBackend(sdk=request.param),
-                notifier=FakeNotifier(), contract=CONTRACT, clock=clock)
+                backend=FakeBackend(sdk=request.param), notifier=FakeNotifier(), queues=FakeWorkQueues(),
+                contract=CONTRACT, clock=clock)
 
 
 def arrive(deps, name="diabetes.csv", data=GOOD):
@@ -504,6 +504,22 @@ def test_a_row_that_keeps_changing_gives_the_event_back_for_retry(deps):
 
 
 # ---------------------------------------------------------------- reconcile
+
+def test_reconcile_reports_each_poisoned_message_once(deps):
+    from retrainer.ports import PoisonedMessage
+
+    body = '{"id": "e1", "container": "incoming", "name": "a.csv", "etag": "0x1"}'
+    deps.queues.poison.append(PoisonedMessage("retrainer-blob-events-poison", "m-1", deps.clock(), body))
+
+    first = list(handlers.reconcile(deps))
+    deps.clock.advance(minutes=15)
+    again = list(handlers.reconcile(deps))
+
+    assert [o.action for o in first] == [Action.FAILED] and [o.action for o in again] == [Action.DUPLICATE]
+    [(_, kind, subject, data)] = deps.notifier.published
+    assert (kind, subject) == (handlers.WORK_POISONED, "poison:retrainer-blob-events-poison/m-1")
+    assert data["body"] == body and "retrainer-blob-events" in data["reason"]
+
 
 def test_reconcile_finishes_a_cancelled_run_past_its_deadline(deps):
     key, run_id = submitted(deps)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+from types import SimpleNamespace
+
 import azure.functions as func
 import pytest
 
+from retrainer import bootstrap
+from retrainer.ports import PoisonedMessage
+from tests.unit.fakes import FakeWorkQueues
 from triggers import http_api
 
 SETTINGS = {"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
@@ -42,13 +47,29 @@ def test_anonymous_health_answers_the_status_only(functions, configured):
     assert functions["health"].get_trigger().auth_level == func.AuthLevel.ANONYMOUS
 
 
-def test_health_details_need_the_function_key_and_show_no_secret(functions, configured):
+@pytest.fixture
+def queues(monkeypatch) -> FakeWorkQueues:
+    queues = FakeWorkQueues()
+    monkeypatch.setattr(bootstrap, "deps", lambda: SimpleNamespace(queues=queues))
+    return queues
+
+
+def test_health_details_need_the_function_key_and_show_no_secret(functions, configured, queues):
     status, body = get(functions, "health_details", "health/details")
 
     assert functions["health_details"].get_trigger().auth_level == func.AuthLevel.FUNCTION
     assert functions["health_details"].get_trigger().route == "health/details"
     assert status == 200 and body["settings"]["aml_workspace"] == "ml-ws"
     assert "c2VjcmV0" not in json.dumps(body)
+    assert body["status"] == "ok" and body["queues"] == {"retrainer-blob-events-poison": 0}
+
+
+def test_poisoned_work_asks_for_attention_behind_the_key(functions, configured, queues):
+    queues.poison.append(PoisonedMessage("retrainer-blob-events-poison", "m-1", None, "{}"))
+
+    assert get(functions, "health", "health") == (200, {"status": "ok"})
+    status, body = get(functions, "health_details", "health/details")
+    assert (status, body["status"], body["queues"]["retrainer-blob-events-poison"]) == (200, "attention", 1)
 
 
 def test_a_misconfigured_app_says_so_anonymously_and_what_is_wrong_behind_the_key(functions, configured,
