@@ -1,8 +1,9 @@
 """`make demo`: the whole loop on this machine, narrated, over real HTTP and real storage.
 
-A data file lands -> validated -> pipeline published -> run submitted -> prep/train ran or reused ->
-metrics -> gate -> model version -> notification. Then the same file's event again (no new run), then a
-bad file (rejected, quarantined). Exits non-zero with the stage that did not happen.
+A data file lands -> its BlobCreated event queued by the webhook -> validated by the queue worker -> pipeline
+published -> run submitted -> prep/train ran or reused -> metrics -> the run's event queued -> gate -> model
+version -> notification. Then the same file's event again (no new run), then a file that breaks the data
+contract (rejected, quarantined). Exits non-zero with the stage that did not happen.
 """
 from __future__ import annotations
 
@@ -25,8 +26,24 @@ from devhost.settings import HostSettings
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".state" / "demo"
 DATA_FILE = "diabetes-2026-11.csv"
-BAD_FILE = "survey-export.csv"
+BAD_FILE = "diabetes-2026-12.csv"
 STAGE_TIMEOUT = 150.0
+
+
+class Invocations(logging.Handler):
+    """The dev host's invocation log: (function, seconds, outcome) per invocation, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen: list[tuple[str, float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("function=%s trigger=%s reason=%s"):
+            function, _, _, _, seconds, outcome = record.args
+            self.seen.append((function, seconds, outcome))
+
+    def first(self, function: str) -> Callable[[], tuple[str, float, str] | None]:
+        return lambda: next((i for i in self.seen if i[0] == function and i[2] == "succeeded"), None)
 
 
 class StageMissing(RuntimeError):
@@ -34,8 +51,9 @@ class StageMissing(RuntimeError):
 
 
 class Demo:
-    def __init__(self, host: DevHost, keys: HostSettings) -> None:
+    def __init__(self, host: DevHost, keys: HostSettings, invocations: Invocations) -> None:
         self.host = host
+        self.invocations = invocations
         self.api = httpx.Client(base_url=host.base_url, timeout=30,
                                 headers={"x-functions-key": keys.function_key or ""})
         self.blobs = BlobServiceClient.from_connection_string(host.connection_string)
@@ -82,16 +100,21 @@ class Demo:
             etag = incoming.get_blob_client(DATA_FILE).upload_blob(data, overwrite=True)["etag"]
         self.say(f"uploaded incoming/{DATA_FILE} ({path.stat().st_size / 1e6:.1f} MB, 20,000 rows)")
 
+        _, seconds, _ = self.wait("the BlobCreated event", self.invocations.first("blob_events"))
+        self.say(f"BlobCreated delivered to blob_events: queued on retrainer-blob-events, answered in "
+                 f"{seconds * 1000:.0f} ms")
         row = self.wait("blob seen", self.row_for(DATA_FILE, etag))
-        self.say(f"blob seen by blob_ingest: ledger key {row['key']}")
+        self.say(f"blob_ingest took the message: ledger key {row['key']}")
         row = self.wait("submission", lambda: self._state_beyond(row["key"], "claimed"))
         if row["state"] == "rejected":
             raise StageMissing(f"the good file was rejected: {row.get('reason')}")
-        self.say("validated: UTF-8 CSV with every required column")
+        self.say("validated: UTF-8 CSV, every required column, the first rows within the data contract")
         self.say(f"pipeline version {row.get('pipeline_version', '?')[:12]} is the default of endpoint "
                  f"{row.get('endpoint')} (published when the definition changed)")
         self.say(f"run submitted: {row['run_id']}")
         self._narrate_steps(row["run_id"])
+        self.wait("the run's event", self.invocations.first("run_finished"))
+        self.say("RunCompleted delivered to ml_events: queued on retrainer-run-events; run_finished took it")
         final = self.wait("gate decision", lambda: self._state_beyond(row["key"], "claimed", "submitted"))
         if final["state"] == "failed":
             raise StageMissing(f"the run failed at step {final.get('failed_step')}: see {final.get('log')}")
@@ -109,21 +132,28 @@ class Demo:
                  "data": {"api": "PutBlob", "eTag": first["blob_etag"], "contentLength": first["size"],
                           "url": self.blobs.get_blob_client("incoming", DATA_FILE).url,
                           "blobType": "BlockBlob", "sequencer": "0"}}
-        response = self.api.post("/runtime/webhooks/blobs", json=[event],
-                                 params={"functionName": "blob_ingest"},
+        done = len([i for i in self.invocations.seen if i[0] == "blob_ingest"])
+        response = self.api.post("/runtime/webhooks/eventgrid", json=[event], params={"functionName": "blob_events"},
                                  headers={"aeg-event-type": "Notification", "x-functions-key": self.eventgrid_key})
         if response.status_code != 202:
             raise StageMissing(f"the redelivered BlobCreated event was refused: HTTP {response.status_code}")
+        self.wait("the redelivery's queue run",
+                  lambda: len([i for i in self.invocations.seen if i[0] == "blob_ingest"]) > done)
         runs = [r for r in self.rows() if r.get("blob") == DATA_FILE and r.get("run_id")]
         if len(runs) != 1:
             raise StageMissing(f"the same file made {len(runs)} runs")
         self.say(f"the same file's BlobCreated event again (same ETag): HTTP 202, still one run ({runs[0]['run_id']})")
 
     def bad_file(self) -> None:
+        from retrainer.sample_data import write_csv
+
+        lines = write_csv(STATE / BAD_FILE, rows=200, seed=12).read_text().splitlines()
+        cells = lines[40].split(",")
+        cells[-1] = "7"         # a label the classifier has no class for
+        lines[40] = ",".join(cells)
         incoming = self.blobs.get_container_client("incoming")
-        etag = incoming.get_blob_client(BAD_FILE).upload_blob(b"respondent,answer\n1,yes\n2,no\n",
-                                                              overwrite=True)["etag"]
-        self.say(f"uploaded incoming/{BAD_FILE} (a survey export, not patient data)")
+        etag = incoming.get_blob_client(BAD_FILE).upload_blob("\n".join(lines) + "\n", overwrite=True)["etag"]
+        self.say(f"uploaded incoming/{BAD_FILE} (row 41 has Diabetic = 7)")
         row = self.wait("rejection", lambda: (r := self.row_for(BAD_FILE, etag)()) and r["state"] == "rejected" and r)
         self.say(f"rejected: {row['reason']}")
         self.say(f"quarantined as quarantine/{row.get('quarantine')}; the original stays in incoming/")
@@ -188,8 +218,13 @@ def main() -> int:
     os.environ.update({"RETRAINER_STATE_DIR": str(STATE), "DEVHOST_PORT": str(azurite.free_port())})
     settings = local_loop.prepare(REPO)
     print("retrainer demo: starting Azurite and the dev host with function_app ...", flush=True)
+    invocations = Invocations()
+    devhost_log = logging.getLogger("devhost")
+    devhost_log.setLevel(logging.INFO)
+    devhost_log.propagate = False       # recorded for the narration, not printed
+    devhost_log.addHandler(invocations)
     with DevHost("function_app:app", settings, app_dir=REPO) as host:
-        demo = Demo(host, settings)
+        demo = Demo(host, settings, invocations)
         demo.say(f"host serving at {host.base_url}")
         try:
             first = demo.good_file()

@@ -172,6 +172,23 @@ def timespan_seconds(value: Any) -> float:
     raise ValueError(f"{value!r} is not a TimeSpan; write it as hh:mm:ss, e.g. \"00:00:30\"")
 
 
+OVERRIDE_PREFIX = "azurefunctionsjobhost__"
+
+
+def _override(document: dict, environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.lower().startswith(OVERRIDE_PREFIX):
+            continue
+        *parents, leaf = name[len(OVERRIDE_PREFIX):].split("__")
+        node = document
+        for part in parents:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{name} overrides a value of host.json that is not an object")
+        node[next((k for k in node if k.lower() == leaf.lower()), leaf)] = value
+
+
 @dataclass(frozen=True)
 class HostJson:
     """What the dev host honours from the app's host.json, with the Functions host's defaults."""
@@ -180,11 +197,14 @@ class HostJson:
     queues: QueuesOptions = field(default_factory=QueuesOptions)   # extensions.queues
 
     @classmethod
-    def read(cls, path: Path) -> "HostJson":
-        if not path.exists():
-            return cls()
+    def read(cls, path: Path, environ: Mapping[str, str] | None = None) -> "HostJson":
+        """The file, with the app settings that override it applied as the host applies them: a setting
+        `AzureFunctionsJobHost__<path>__<to>__<value>` replaces that value (matched case-insensitively)
+        https://learn.microsoft.com/azure/azure-functions/functions-host-json#override-hostjson-values"""
         try:
-            extensions = json.loads(path.read_text(encoding="utf-8")).get("extensions") or {}
+            document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            _override(document, os.environ if environ is None else environ)
+            extensions = document.get("extensions") or {}
             threshold = int((extensions.get("blobs") or {}).get("poisonBlobThreshold", 5))
             prefix = str((extensions.get("http") or {}).get("routePrefix", "api")).strip("/")
             queues = extensions.get("queues") or {}
