@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
 
+from pipeline_defs import diabetes_training
 from retrainer import pipelines
 from retrainer.adapters.azureml_v2 import job_inputs, path_type, pipeline_job
 from retrainer.adapters.azureml_v2_translate import UntranslatableStepError, translate
@@ -72,9 +74,10 @@ def test_the_lab_pipeline_has_its_two_steps_wired_prep_to_train(lab):
     train_spec = train["componentId"]["properties"]["componentSpec"]
 
     assert list(spec["jobs"]) == ["prep", "train"] and spec["version"] == VERSION
+    contract = shlex.quote(json.dumps(diabetes_training.DATA_CONTRACT, sort_keys=True))
     assert prep_spec["command"] == ("python prep_diabetes.py --input-data ${{inputs.input_data}} "
                                     "--input-data-version ${{inputs.input_data_version}} "
-                                    "--prepped-data ${{outputs.prepped_data}}")
+                                    f"--data-contract {contract} --prepped-data ${{{{outputs.prepped_data}}}}")
     assert train_spec["command"] == "python train_diabetes.py --training-data ${{inputs.prepped_data}}"
     assert prep_spec["code"] == train_spec["code"] == "<repo>/step_scripts"
     # the DataPath parameter: a pipeline input, mounted read-only into prep; the fingerprint: a string input
