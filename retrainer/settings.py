@@ -37,7 +37,7 @@ class Settings:
     storage_account: str = ""                        # AzureWebJobsStorage__accountName (identity-based)
     data_connection: str = field(default="", repr=False, metadata={"secret": True})  # RETRAINER_DATA_STORAGE
     data_service_uri: str | None = _url()            # RETRAINER_DATA_STORAGE__serviceUri (identity-based)
-    incoming_path: str = "incoming/{name}"           # RETRAINER_INCOMING_PATH (blob trigger path)
+    incoming_path: str = "incoming/{name}"           # RETRAINER_INCOMING_PATH (the watched container)
     dataset_prefix: str = ""                         # RETRAINER_DATASET_PREFIX: the timer's dataset folder
     quarantine_container: str = "quarantine"         # RETRAINER_QUARANTINE_CONTAINER
     ledger_table: str = "retrainerledger"            # RETRAINER_LEDGER_TABLE

@@ -37,3 +37,12 @@ def azure_env(monkeypatch):
         monkeypatch.delenv(name)
     for name, value in AZURE_ML_ENV.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def app_functions() -> dict:
+    """{name: the user function} of function_app. FunctionApp.get_functions() may run once per app object, and
+    the app module is imported once per process, so every test that calls the functions shares this."""
+    import function_app
+
+    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}

@@ -25,12 +25,9 @@ EVENTS_KEY = "events-key-for-tests"
 WEBHOOK_KEY = "webhook-key-for-tests"
 
 
-@pytest.fixture(scope="module")
-def functions():
-    import function_app
-
-    # get_functions() may be called once per app object: keep the list.
-    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+@pytest.fixture
+def functions(app_functions):
+    return app_functions
 
 
 @pytest.fixture

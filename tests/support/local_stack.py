@@ -18,6 +18,7 @@ from retrainer import bootstrap, pipelines, policy
 from retrainer.adapters.local_ml import LocalMLBackend
 from retrainer.adapters.notify import WebhookNotifier
 from retrainer.adapters.table_ledger import TableLedger
+from retrainer.adapters.work_queues import StorageWorkQueues
 from retrainer.handlers import Deps
 from retrainer.retry import Retry
 from retrainer.settings import Settings
@@ -56,7 +57,8 @@ def deps(settings: Settings, *, ledger_connection: str | None = None, blob_conne
                 blobs=blobs,
                 backend=LocalMLBackend(settings, blobs, calls=calls or retry),
                 notifier=WebhookNotifier(sink, None, "/retrainer/faults", retry=retry),
-                required_columns=pipelines.required_columns(settings.pipeline))
+                queues=StorageWorkQueues(ledger_connection or settings.storage_connection, retry=retry),
+                contract=pipelines.data_contract(settings.pipeline))
 
 
 def csv_file(index: int) -> bytes:

@@ -112,11 +112,9 @@ class Out(func.Out[str]):
         return self.value
 
 
-@pytest.fixture(scope="module")
-def functions():
-    import function_app
-
-    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+@pytest.fixture
+def functions(app_functions):
+    return app_functions
 
 
 @pytest.fixture
