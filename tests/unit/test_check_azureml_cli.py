@@ -44,5 +44,5 @@ def test_the_check_needs_the_azure_ml_backend(monkeypatch, capsys):
     monkeypatch.setenv("RETRAINER_BACKEND", "local")
 
     assert cli.main(["check-azureml"]) == 2
-    assert capsys.readouterr().err == ("error: check-azureml needs RETRAINER_BACKEND=azureml and the "
-                                       "RETRAINER_AML_* settings\n")
+    assert capsys.readouterr().err == ("error: check-azureml needs RETRAINER_BACKEND=azureml (or azureml_v2) and "
+                                       "the RETRAINER_AML_* settings\n")
