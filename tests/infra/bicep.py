@@ -160,9 +160,9 @@ def _advanced_match(rule: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
 # ------------------------------------------------------------------ the app's functions
 
 @lru_cache(maxsize=1)
-def app_functions() -> dict[str, list[dict[str, Any]]]:
+def app_bindings() -> dict[str, list[dict[str, Any]]]:
     """{function name: its bindings} of function_app, from a private import of the file: get_functions() may run
-    once per FunctionApp object, and other tests hold the shared module's."""
+    once per FunctionApp object, and the shared module's belongs to conftest's app_functions fixture."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_function_app_for_infra_tests", REPO / "function_app.py")

@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 
 from retrainer.settings import Settings, env_name
-from tests.infra.bicep import REPO, Scope, Unresolved, app_functions, parsed
+from tests.infra.bicep import REPO, Scope, Unresolved, app_bindings, parsed
 
 # Read by the platform or an SDK rather than by retrainer's code.
 PLATFORM_SETTINGS = {
@@ -40,7 +40,7 @@ def template_settings() -> dict[str, object]:
 def binding_settings() -> tuple[set[str], set[str]]:
     """(settings named by %NAME% binding expressions, connection names) of the app's functions."""
     expressions, connections = set(), set()
-    for bindings in app_functions().values():
+    for bindings in app_bindings().values():
         for binding in bindings:
             for key, value in binding.items():
                 if key == "connection" and value:

@@ -12,7 +12,7 @@ import pytest
 from retrainer.events import BLOB_CREATED, RUN_COMPLETED, RUN_STATUS_CHANGED
 from retrainer.filters import FINAL_RUN_STATUSES, RUN_EVENT_TYPES, BlobEventFilter, blob_subject
 from retrainer.ports import RunStatus
-from tests.infra.bicep import Scope, parsed, subscription_delivers
+from tests.infra.bicep import Scope, app_bindings, parsed, subscription_delivers
 
 EVENTS = "infra/events.bicep"
 RUN_EVENTS = "infra/app/run-events.bicep"
@@ -112,3 +112,22 @@ def test_run_subscriptions_deliver_completed_runs_and_final_statuses_only():
 def test_run_status_filter_lists_the_final_statuses():
     rules = [rule for filter_ in run_subscriptions().values() for rule in filter_.get("advancedFilters", [])]
     assert rules == [{"operatorType": "StringIn", "key": "data.runStatus", "values": sorted(FINAL_RUN_STATUSES)}]
+
+
+def test_subscriptions_deliver_to_the_apps_event_grid_functions():
+    triggers = {name for name, bindings in app_bindings().items()
+                if any(binding["type"] == "eventGridTrigger" for binding in bindings)}
+    _, destination = blob_subscription()
+    targets = {destination["properties"]["resourceId"].rsplit("/", 1)[-1]}
+    events = parsed(EVENTS)
+    targets.add(events["modules"]["runEvents"]["config"]["params"]["functionId"].rsplit("/", 1)[-1])
+    for target in targets:
+        assert target in triggers, f"events.bicep delivers to {target!r}, not an Event Grid trigger of the app"
+        assert destination["endpointType"] == "AzureFunction"
+
+
+def test_the_intake_queues_the_functions_use_are_the_ones_storage_bicep_creates():
+    used = {binding["queueName"] for bindings in app_bindings().values() for binding in bindings
+            if binding["type"] in ("queue", "queueTrigger")}
+    created = set(Scope(parsed("infra/app/storage.bicep")).evaluate("queueNames"))
+    assert used and used == created
