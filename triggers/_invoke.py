@@ -1,18 +1,37 @@
-"""What the triggers share: one log line per outcome, an Event Grid event as the parser's mapping, and the
-occurrence a timer tick stands for."""
+"""What the triggers share: one log line per outcome, the webhooks' parse-filter-queue, an event as the parser
+reads it, and the occurrence a timer tick stands for."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import azure.functions as func
+
+from retrainer import bootstrap, events, intake
+from retrainer.settings import Settings
 
 log = logging.getLogger("retrainer")
 
 
 def log_outcome(function: str, outcome) -> None:
     log.info("%s: %s %s %s", function, outcome.action, outcome.key or "-", outcome.detail or "")
+
+
+def queue_work(function: str, event: func.EventGridEvent | func.CloudEvent, work: func.Out[str],
+               decide: Callable[[events.DomainEvent, Settings], intake.Accepted | intake.Ignored]) -> None:
+    """A webhook's whole job: parse the event, let `decide` filter it, and set the queue output when it is work.
+    A malformed event is logged and dropped: no retry could make it well-formed."""
+    try:
+        decided = decide(events.parse_event(event_payload(event)), bootstrap.settings())
+    except events.BadEvent as error:
+        log.error("%s: event %s dropped: %s", function, event.id, error)
+        return
+    if isinstance(decided, intake.Ignored):
+        log.info("%s: ignored %s", function, decided.reason)
+        return
+    work.set(decided.message)
+    log.info("%s: queued %s", function, decided.summary)
 
 
 def event_payload(event: func.EventGridEvent | func.CloudEvent) -> dict[str, Any]:
