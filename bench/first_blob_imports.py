@@ -1,9 +1,9 @@
-"""What a cold instance imports for its first BlobCreated: `import function_app`, then what the intake's first
-invocation loads: the composition root's adapters (ledger, blobs, notifications, identity) and the Azure ML
-SDK for the endpoint look-up and the submission. `--build` adds what that invocation imported before the
-functions only looked the pipeline up: the pipeline-building SDK (the version hash then also imported
-retrainer.localrun, whose package imports mlflow, which requirements.txt never held: on Azure that first
-invocation failed).
+"""What a cold instance imports for its first BlobCreated: `import function_app`, then what the first
+invocations load (blob_events, then blob_ingest): the intake, the composition root's adapters (ledger, blobs,
+notifications, identity) and the Azure ML SDK for the endpoint look-up and the submission. `--build` adds what
+the submitting invocation imported before the functions only looked the pipeline up: the pipeline-building SDK
+(the version hash then also imported retrainer.localrun, whose package imports mlflow, which requirements.txt
+never held: on Azure that invocation failed).
 
 Run it in a fresh interpreter over the deployment package alone (`make package`), site disabled:
   PYTHONPATH=build/package/app:build/package/app/.python_packages/lib/site-packages \\
@@ -16,7 +16,7 @@ import importlib
 import sys
 import time
 
-FIRST_INVOCATION = ("retrainer.bootstrap", "retrainer.handlers", "retrainer.pipelines",
+FIRST_INVOCATION = ("retrainer.intake", "retrainer.bootstrap", "retrainer.handlers", "retrainer.pipelines",
                     "retrainer.adapters.table_ledger", "retrainer.adapters.blob_store", "retrainer.adapters.notify",
                     "retrainer.adapters.azureml_v1", "azure.identity", "azure.eventgrid", "azureml.core",
                     "azureml.core.authentication", "azureml.pipeline.core", "azureml.data.datapath",
