@@ -45,7 +45,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    clientCertMode: 'Optional'
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
