@@ -236,8 +236,9 @@ class AzureMLv2Backend:
     def live_check(self, data_path: str | None = None) -> Iterator[str]:
         """What only a live workspace can confirm (`python -m retrainer check-azureml`, RETRAINER_BACKEND=azureml_v2):
         the identity signs in and the deployed pipeline component is found. With `data_path`, a real job of it on
-        that data: absent before, created with its tags in the request, a second create of its name answered
-        (refused, or at most an update of the same job), and found by name. Yields a line per check; raises
+        that data: absent before, created with its tags in the request, readable through the workspace's MLflow
+        endpoint, a second create of its name answered (refused, or at most an update of the same job), and found
+        by name. Yields a line per check; raises
         LiveCheckFailed."""
         import uuid
 
@@ -264,6 +265,8 @@ class AzureMLv2Backend:
         if stored.get(TAG_KEY) != key:
             raise LiveCheckFailed(f"job {run.run_id} was created without its tags (it has {sorted(stored)})")
         yield f"job {run.run_id} on {data_path}, created with its tags (key {key}): {run.url}"
+        metrics = self._metrics(run.run_id)
+        yield f"the workspace's MLflow endpoint answers for job {run.run_id} ({len(metrics)} metrics so far)"
         try:
             _retrying(client.jobs.create_or_update, self._job(self._deployed(ref), ref,
                                                               {"input_data": data_path}, s.experiment, tags))

@@ -203,7 +203,8 @@ def _input_name(argument: Any) -> str | None:
 
 def _check_order(node: StepNode, producers: Mapping[str, str]) -> None:
     fed_by = {producers[i.name] for i in node.inputs if isinstance(i, Intermediate)}
-    for other in sorted(node.upstream - fed_by):
+    if node.upstream - fed_by:
+        other = min(node.upstream - fed_by)
         raise UntranslatableStepError(
             f"step {node.name!r} runs after {other!r} without reading its output (run_after): SDK v2 pipelines "
             f"order steps by their data only; pass a PipelineData from {other!r} to {node.name!r} instead")

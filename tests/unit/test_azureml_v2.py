@@ -392,10 +392,14 @@ def test_the_live_check_creates_a_job_with_its_tags_and_creates_it_again(ml, dep
     ml.jobs.get.side_effect = lambda name: (created[0] if created else
                                             (_ for _ in ()).throw(ResourceNotFoundError("no such job")))
 
-    lines = list(AzureMLv2Backend(settings()).live_check("diabetes.csv"))
+    backend = AzureMLv2Backend(settings())
+    asked = mlflow_answers(backend, {})
+
+    lines = list(backend.live_check("diabetes.csv"))
 
     assert ml.jobs.create_or_update.call_count == 2
     job = created[0]
     assert job.name.startswith("retrainer-") and job.tags["retrainer.key"].startswith("check:")
     assert lines[2].startswith(f"job {job.name} on diabetes.csv, created with its tags")
-    assert lines[3].startswith(f"a second create of {job.name} {answer}")
+    assert [request.url for request in asked] == [f"api/2.0/mlflow/runs/get?run_id={job.name}"]
+    assert lines[4].startswith(f"a second create of {job.name} {answer}")
