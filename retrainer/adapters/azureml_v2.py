@@ -234,12 +234,11 @@ class AzureMLv2Backend:
                             tags={**tags, TAG_PIPELINE_VERSION: ref.version}, compute=self._settings.compute_target)
 
     def live_check(self, data_path: str | None = None) -> Iterator[str]:
-        """What only a live workspace can confirm (`python -m retrainer check-azureml`, RETRAINER_BACKEND=azureml_v2):
-        the identity signs in and the deployed pipeline component is found. With `data_path`, a real job of it on
-        that data: absent before, created with its tags in the request, readable through the workspace's MLflow
-        endpoint, a second create of its name answered (refused, or at most an update of the same job), and found
-        by name. Yields a line per check; raises
-        LiveCheckFailed."""
+        """What only a live workspace can confirm (`python -m retrainer check-azureml` with
+        RETRAINER_BACKEND=azureml_v2): the identity signs in and the deployed pipeline component is found. With
+        `data_path`, a real job of it on that data: absent before, created with its tags in the request, readable
+        through the workspace's MLflow endpoint, a second create of its name answered (refused, or at most an update
+        of the same job), and found by name. Yields a line per check; raises LiveCheckFailed."""
         import uuid
 
         from azure.core.exceptions import HttpResponseError

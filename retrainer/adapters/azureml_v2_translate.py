@@ -16,9 +16,9 @@ The step graph is the one the local runner reads (`retrainer.localrun.graph`); e
   contents: a definition that passes a data fingerprint parameter (e.g. `input_data_version`) makes new data
   under an old path a new step run in both SDKs.
 
-v2 pipelines order steps by data alone (no `run_after`, no StepSequence: Azure/azure-cli#26739), so a step that runs after another without reading its
-output cannot be expressed: like any construct without a v2 form, it fails here, naming the step and the
-construct, before anything is sent.
+v2 pipelines order steps by data alone (no `run_after`, no StepSequence: Azure/azure-cli#26739), so a step that
+runs after another without reading its output cannot be expressed: like any construct without a v2 form, it fails
+here, naming the step and the construct, before anything is sent.
 
 Sources (azure-ai-ml 1.35.2): `entities/_component/pipeline_component.py`, `entities/_component/command_component.py`
 (`is_deterministic`), `entities/_inputs_outputs/input.py` (modes ro_mount, download, direct); v1 input modes from
@@ -188,7 +188,8 @@ def _step_job(node: StepNode, defaults: Mapping[str, Any], producers: Mapping[st
     for name in node.outputs:
         if name in stores:
             # ${{name}}: the step job's name, ${{output_name}}: the output's; v2's default layout on that datastore
-            job.outputs[name].path = f"azureml://datastores/{stores[name]}/paths/azureml/${{{{name}}}}/${{{{output_name}}}}/"
+            job.outputs[name].path = (f"azureml://datastores/{stores[name]}/paths/azureml/"
+                                      "${{name}}/${{output_name}}/")
     job.environment_variables = variables     # v2 sets them on the node, v1 on the Environment
     return job
 

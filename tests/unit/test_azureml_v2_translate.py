@@ -41,8 +41,8 @@ def rest_json(entity) -> dict:
 
 
 def lab_definition() -> PipelineDefinition:
-    return pipelines.load_definition("diabetes_training", datastore=pipelines.local_datastore("training_data", "incoming"),
-                                     compute_target="cpu-cluster")
+    return pipelines.load_definition("diabetes_training", compute_target="cpu-cluster",
+                                     datastore=pipelines.local_datastore("training_data", "incoming"))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def lab():
                        job_inputs(translated, {"input_data": "2026/diabetes.csv", "input_data_version": FINGERPRINT},
                                   path_type),
                        name="retrainer-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c", experiment="diabetes-retraining",
-                       tags={"retrainer.app": "retrainer", "retrainer.key_sha": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"},
+                       tags={"retrainer.app": "retrainer",
+                             "retrainer.key_sha": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"},
                        compute="cpu-cluster")
     return {"pipeline_component": rest_json(translated), "job": rest_json(job)}
 
@@ -177,7 +178,8 @@ def test_path_type(path, kind):
 def test_an_intermediate_on_a_named_datastore_is_written_there_in_the_azureml_layout():
     definition = pipelines.load_definition(
         "diabetes_training", datastore=pipelines.local_datastore("training_data", "incoming"),
-        compute_target="cpu-cluster", intermediate_datastore=pipelines.local_datastore("intermediates", "intermediates"))
+        compute_target="cpu-cluster",
+        intermediate_datastore=pipelines.local_datastore("intermediates", "intermediates"))
 
     prep = rest_json(translate(definition, VERSION))["properties"]["componentSpec"]["jobs"]["prep"]
 
