@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-TRIGGERS = ("blobTrigger", "timerTrigger", "eventGridTrigger", "httpTrigger", "queueTrigger")
+TRIGGERS = ("timerTrigger", "eventGridTrigger", "httpTrigger", "queueTrigger")
 _SETTING = re.compile(r"%([^%]+)%")
 QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -42,7 +42,7 @@ class FunctionSpec:
 
     @property
     def function_id(self) -> str:
-        """The id the Functions host gives the function (names receipts and timer status blobs)."""
+        """The id the Functions host gives the function (names timer status blobs)."""
         return f"Host.Functions.{self.name}"
 
     @property
@@ -104,12 +104,6 @@ def _describe(function: Any, environ: Mapping[str, str]) -> FunctionSpec:
     resolved = {key: resolve(value, environ, where) if isinstance(value, str) else value
                 for key, value in trigger.items()}
     return FunctionSpec(name=name, trigger=resolved, user_function=user_function, outputs=tuple(outputs))
-
-
-def storage_connection(spec: FunctionSpec, environ: Mapping[str, str] | None = None) -> str:
-    """The connection string named by a trigger's `connection`."""
-    return connection_string(spec.trigger.get("connection") or "AzureWebJobsStorage", environ,
-                             f"function {spec.name!r}")
 
 
 def connection_string(setting: str, environ: Mapping[str, str] | None, where: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import io
 import logging
 import time
 import uuid
@@ -14,7 +13,6 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 import azure.functions as func
-from azure.functions.blob import InputStream
 from azure.functions.timer import TimerRequest
 
 from devhost.app_loader import FunctionSpec
@@ -50,12 +48,12 @@ class Invoker:
         self._outputs = outputs
 
     def submit(self, spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> "Future[Outcome]":
-        """Run the function on the pool; `argument` builds its input there (e.g. downloads the blob)."""
+        """Run the function on the pool; `argument` builds its input there."""
         return self._pool.submit(self._invoke, spec, argument, reason)
 
     def shutdown(self) -> None:
-        """Let in-flight invocations finish; drop queued ones (an unreceipted blob is retried at the next
-        start, as the Functions host does)."""
+        """Let in-flight invocations finish; drop queued ones (their queue messages and undelivered events come
+        back at the next start)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _invoke(self, spec: FunctionSpec, argument: Callable[[], Any], reason: str) -> Outcome:
@@ -78,35 +76,6 @@ class Invoker:
                  spec.trigger_type, reason, invocation, time.perf_counter() - started,
                  "succeeded" if outcome.succeeded else "failed")
         return outcome
-
-
-def blob_argument(spec: FunctionSpec, fetch: Callable[[], bytes], path: str, uri: str, length: int,
-                  properties: Mapping[str, Any], metadata: Mapping[str, str]) -> Any:
-    """`path` is 'container/blob name', as InputStream.name carries it; `fetch` downloads the content."""
-    annotation = spec.parameter.annotation
-    if annotation is bytes:
-        return fetch()
-    if annotation is str:
-        return fetch().decode("utf-8")
-    return LazyInputStream(fetch=fetch, name=path, uri=uri, length=length, blob_properties=dict(properties),
-                           metadata=dict(metadata))
-
-
-class LazyInputStream(InputStream):
-    """The worker's InputStream, downloading on the first read: a function that only needs the name
-    and properties (or reads a bounded prefix through its own client) costs no download."""
-
-    def __init__(self, *, fetch: Callable[[], bytes], **fields: Any) -> None:
-        super().__init__(data=b"", **fields)
-        self._fetch: Callable[[], bytes] | None = fetch
-
-    def read(self, size: int = -1) -> bytes:
-        if self._fetch is not None:
-            self._io = io.BytesIO(self._fetch())
-            self._fetch = None
-        return super().read(size)
-
-    read1 = read
 
 
 def timer_argument(past_due: bool, status: Mapping[str, str] | None) -> TimerRequest:

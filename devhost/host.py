@@ -21,7 +21,6 @@ from azure.storage.blob import BlobServiceClient
 from devhost import azurite
 from devhost.app_loader import AppLoadError, FunctionSpec, load_functions
 from devhost.bindings import Invoker
-from devhost.blob_poller import BlobTriggers
 from devhost.ncrontab import ScheduleError
 from devhost.queues import QueueOutputs, QueueTriggers
 from devhost.server import Endpoints
@@ -49,7 +48,6 @@ class DevHost:
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._invoker: Invoker | None = None
-        self._blob_triggers: BlobTriggers | None = None
         self._queue_triggers: QueueTriggers | None = None
         self._subscription: StorageSubscription | None = None
         self._timers: Timers | None = None
@@ -83,16 +81,12 @@ class DevHost:
         outputs = QueueOutputs(host_json.queues)
         self._invoker = Invoker(settings.workers, outputs)
         self._queue_triggers = QueueTriggers(self.functions, outputs, self._invoker.submit, host_json.queues)
-        self._blob_triggers = BlobTriggers(self.functions, self.connection_string, self._invoker,
-                                           host_id=settings.host_id, poll_interval=settings.poll_interval,
-                                           max_dequeue_count=host_json.poison_blob_threshold)
         self._timers = Timers(self.functions, BlobServiceClient.from_connection_string(self.connection_string),
                               self._invoker, host_id=settings.host_id)
-        self._endpoints = Endpoints(self.functions, settings, self._invoker, self._blob_triggers, self._timers,
+        self._endpoints = Endpoints(self.functions, settings, self._invoker, self._timers,
                                     route_prefix=host_json.route_prefix)
         self._serve(settings)
         self._subscription = self._storage_subscription(settings)
-        self._blob_triggers.start()
         self._queue_triggers.start()
         self._timers.start()
         if self._subscription:
@@ -156,7 +150,7 @@ class DevHost:
     def stop(self) -> None:
         """Stop taking work, let in-flight invocations finish, then stop the server and our Azurite.
         The server outlives the invocations: they may post to this host (run events, the sink)."""
-        for trigger in (self._subscription, self._blob_triggers, self._queue_triggers, self._timers):
+        for trigger in (self._subscription, self._queue_triggers, self._timers):
             if trigger:
                 trigger.stop()
         if self._invoker:
@@ -192,8 +186,6 @@ def _describe_trigger(spec: FunctionSpec, base_url: str, route_prefix: str) -> s
     if spec.trigger_type == "httpTrigger":
         route = "/".join(p for p in (route_prefix, trigger.get("route") or spec.name) if p)
         return f"{base_url}/{route} (auth {str(trigger.get('authLevel')).lower()})"
-    if spec.trigger_type == "blobTrigger":
-        return f"path {trigger['path']}" + (" (+ Event Grid webhook)" if trigger.get("source") == "EventGrid" else "")
     if spec.trigger_type == "timerTrigger":
         return f"schedule {trigger['schedule']}"
     if spec.trigger_type == "queueTrigger":

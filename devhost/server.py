@@ -1,4 +1,4 @@
-"""The dev host's HTTP surface (Starlette): HTTP triggers under /api (host.json routePrefix), the Event Grid and blob
+"""The dev host's HTTP surface (Starlette): HTTP triggers under /api (host.json routePrefix), the Event Grid and blobs
 webhooks under /runtime/webhooks, manual runs under /admin/functions, and a notification sink."""
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from starlette.routing import Route
 from devhost import eventgrid
 from devhost.app_loader import FunctionSpec
 from devhost.bindings import Invoker, event_argument
-from devhost.blob_poller import BlobTriggers
 from devhost.queues import direct_argument
 from devhost.settings import HostSettings
 from devhost.timers import Timers
@@ -65,13 +64,12 @@ def _route_regex(template: str) -> re.Pattern:
 
 class Endpoints:
     def __init__(self, specs: Iterable[FunctionSpec], settings: HostSettings, invoker: Invoker,
-                 blob_triggers: BlobTriggers, timers: Timers, *, route_prefix: str = "api") -> None:
+                 timers: Timers, *, route_prefix: str = "api") -> None:
         specs = list(specs)
         self._specs = {s.name.lower(): s for s in specs}     # the admin API ignores case
         self._functions_by_name = {s.name: s for s in specs}
-        self._functions_by_id = {s.function_id: s for s in specs}
         self._routes = [HttpRoute.of(s) for s in self._specs.values() if s.trigger_type == "httpTrigger"]
-        self._settings, self._invoker, self._blobs, self._timers = settings, invoker, blob_triggers, timers
+        self._settings, self._invoker, self._timers = settings, invoker, timers
         self._route_prefix = route_prefix
         self.sink_file = Path(settings.state_dir) / SINK_FILE
         self._sink_lock = threading.Lock()
@@ -122,29 +120,21 @@ class Endpoints:
         outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         return Response(status_code=202 if all(o.succeeded for o in outcomes) else 500)
 
-    # --- blob trigger with source="EventGrid"
+    # --- the blobs extension's webhook
     async def blob_webhook(self, request: Request) -> Response:
-        """The blobs extension's webhook (BlobsExtensionConfigProvider.ConvertAsync): `functionName` is taken as
-        the function id, `Host.Functions.NAME`, matched exactly. Every event is accepted (202) without looking at
-        its type, api or size; an id no blob trigger has is dropped later, silently but for a log line
-        (BlobQueueTriggerExecutor: FunctionNotFound), so the bare name answers 202 and runs nothing."""
+        """The blobs extension's webhook, which the extension bundle always serves. It queues each event for the
+        blob trigger whose id (`Host.Functions.NAME`) `functionName` gives, without looking at its type, api or
+        size, and answers 202; an id no blob trigger has is dropped later with a log line
+        (BlobsExtensionConfigProvider.ConvertAsync, BlobQueueTriggerExecutor: FunctionNotFound). The dev host serves
+        no blob triggers (the app's BlobCreated go to an Event Grid trigger), so every event ends that way."""
         if not self._authorized(request, "system"):
             return _unauthorized()
-        function_id = request.query_params.get("functionName", "")
         events, answer = await self._notification(request)
         if answer:
             return answer
-        try:
-            created = [eventgrid.blob_path(event) for event in events]
-        except eventgrid.BadDelivery as error:
-            return _error(400, str(error))
-        spec = self._functions_by_id.get(function_id)
-        if spec is None or not self._blobs.accepts_events(spec.name):
-            log.warning("blobs webhook: no blob trigger with id %r (it must be Host.Functions.<name>): %d event(s) "
-                        "dropped, as the blobs extension does", function_id, len(created))
-            return Response(status_code=202)
-        for container, name in created:
-            await run_in_threadpool(self._blobs.blob_created, spec.name, container, name)
+        log.warning("blobs webhook: no blob trigger with id %r (the dev host serves none): %d event(s) dropped, "
+                    "as the blobs extension drops events for an unknown function id",
+                    request.query_params.get("functionName", ""), len(events))
         return Response(status_code=202)
 
     @staticmethod
@@ -195,10 +185,6 @@ class Endpoints:
             return _error(400, 'the body must be JSON like {"input": "..."}')
         if spec.trigger_type == "timerTrigger":
             await run_in_threadpool(self._timers.fire_now, spec.name)
-        elif spec.trigger_type == "blobTrigger":
-            container, _, name = str(given).partition("/")
-            if not name or not await run_in_threadpool(self._blobs.run_now, spec.name, container, name):
-                return _error(404, f"input must name an existing blob 'container/name' (got {given!r})")
         elif spec.trigger_type == "eventGridTrigger":
             try:
                 argument = _event(spec, json.loads(given) if isinstance(given, str) else given, 0)

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from devhost.subscription import RETRY_SCHEDULE
+
+HOSTS_CONTAINER = "azure-webjobs-hosts"   # where the Functions host keeps its state in AzureWebJobsStorage
+# Event Grid's redelivery delays in seconds, then every 12 h (https://learn.microsoft.com/azure/event-grid/delivery-and-retry)
+RETRY_SCHEDULE = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
 
 
 class HostSettingsError(ValueError):
@@ -21,7 +24,7 @@ class HostSettings:
     port: int = 7071                         # DEVHOST_PORT (0: a free port)
     poll_interval: float = 1.0               # DEVHOST_POLL_INTERVAL: seconds between storage scans
     workers: int = 4                         # DEVHOST_WORKERS: invocations running at once
-    host_id: str = "devhost"                 # DEVHOST_HOST_ID: names receipts and timer status blobs
+    host_id: str = "devhost"                 # DEVHOST_HOST_ID: names subscription receipts and timer status blobs
     auth: bool = True                        # DEVHOST_AUTH: off accepts every request without a key
     master_key: str | None = field(default=None, repr=False)     # DEVHOST_MASTER_KEY: admin level, any level
     function_key: str | None = field(default=None, repr=False)   # DEVHOST_FUNCTION_KEY: function level
@@ -192,7 +195,6 @@ def _override(document: dict, environ: Mapping[str, str]) -> None:
 @dataclass(frozen=True)
 class HostJson:
     """What the dev host honours from the app's host.json, with the Functions host's defaults."""
-    poison_blob_threshold: int = 5   # extensions.blobs.poisonBlobThreshold
     route_prefix: str = "api"        # extensions.http.routePrefix
     queues: QueuesOptions = field(default_factory=QueuesOptions)   # extensions.queues
 
@@ -205,18 +207,14 @@ class HostJson:
             document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
             _override(document, os.environ if environ is None else environ)
             extensions = document.get("extensions") or {}
-            threshold = int((extensions.get("blobs") or {}).get("poisonBlobThreshold", 5))
             prefix = str((extensions.get("http") or {}).get("routePrefix", "api")).strip("/")
             queues = extensions.get("queues") or {}
             if not isinstance(queues, dict):
                 raise TypeError
         except (ValueError, AttributeError, TypeError):
-            raise HostSettingsError(f"{path} is not valid: extensions.blobs.poisonBlobThreshold must be a "
-                                    "number, extensions.http.routePrefix a string and extensions.queues an "
-                                    "object") from None
-        if threshold < 1:
-            raise HostSettingsError(f"{path}: extensions.blobs.poisonBlobThreshold must be at least 1")
-        return cls(poison_blob_threshold=threshold, route_prefix=prefix, queues=QueuesOptions.from_host_json(queues))
+            raise HostSettingsError(f"{path} is not valid: extensions.http.routePrefix must be a string and "
+                                    "extensions.queues an object") from None
+        return cls(route_prefix=prefix, queues=QueuesOptions.from_host_json(queues))
 
 
 def load_local_settings(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:

@@ -50,15 +50,15 @@ import httpx
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
+from devhost.settings import HOSTS_CONTAINER, RETRY_SCHEDULE
+
 log = logging.getLogger("devhost")
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
-RETRY_SCHEDULE = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)  # then every 12 h
 RESPONSE_TIMEOUT = 30.0
 MAX_DELIVERY_ATTEMPTS = 30
 EVENT_TIME_TO_LIVE = timedelta(hours=24)
 NOT_RETRIED = frozenset({400, 403, 413})
-HOSTS_CONTAINER = "azure-webjobs-hosts"
 DELIVERY_THREADS = 8
 
 

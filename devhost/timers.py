@@ -20,8 +20,8 @@ from azure.storage.blob import BlobServiceClient
 
 from devhost.app_loader import FunctionSpec
 from devhost.bindings import Invoker, timer_argument
-from devhost.blob_poller import HOSTS_CONTAINER
 from devhost.ncrontab import next_occurrence, validate
+from devhost.settings import HOSTS_CONTAINER
 
 log = logging.getLogger("devhost")
 NEVER = datetime.min.replace(tzinfo=timezone.utc).isoformat()

@@ -125,6 +125,25 @@ def test_unknown_function_is_404(running):
     assert deliver(webhook(devhost, function="hello", code=EVENTGRID_KEY), [event("x")]) == 404
 
 
+@pytest.mark.parametrize("function", ["Host.Functions.on_event", "on_event", "anything"])
+def test_the_blobs_webhook_accepts_any_function_id_and_runs_nothing_as_no_blob_trigger_has_it(running, function):
+    devhost, folder = running
+    url = f"{devhost.base_url}/runtime/webhooks/blobs"
+    assert httpx.post(url, params={"functionName": function}, headers=NOTIFICATION, json=[{}]).status_code == 401
+    handshake = httpx.post(url, params={"functionName": function, "code": EVENTGRID_KEY},
+                           headers={"aeg-event-type": "SubscriptionValidation"},
+                           json=[{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                                  "subject": "", "data": {"validationCode": "abc-123"}}])
+    assert handshake.json() == {"validationResponse": "abc-123"}
+    created = {"id": f"blob-{function}", "eventType": "Microsoft.Storage.BlobCreated", "subject": "blobs-webhook",
+               "dataVersion": "", "eventTime": "2026-11-29T08:00:00Z", "data": {"api": "PutBlob"}}
+    response = httpx.post(url, params={"functionName": function, "code": EVENTGRID_KEY}, headers=NOTIFICATION,
+                          json=[created])
+    assert response.status_code == 202
+    assert deliver(webhook(devhost, code=EVENTGRID_KEY), [event("after-blobs")]) == 202   # the host carries on
+    assert seen(folder, "blobs-webhook") == []
+
+
 @pytest.mark.parametrize("headers, body", [
     ({}, b'[{"id": "1"}]'),                                           # no aeg-event-type
     ({"aeg-event-type": "Whatever"}, b'[{"id": "1"}]'),               # unknown aeg-event-type

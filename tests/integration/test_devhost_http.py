@@ -9,7 +9,6 @@ import pytest
 from azure.core.credentials import AzureKeyCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
-from azure.storage.blob import BlobServiceClient
 
 from tests.fixtures.devhost_app.harness import (FUNCTION_KEY, MASTER_KEY, SINK_KEY, EnvironmentSnapshot,
     app_folder, host, invocations, use_storage)
@@ -20,8 +19,8 @@ from tests.support.waiting import wait_for
 def running(azurite, tmp_path_factory):
     with EnvironmentSnapshot():
         use_storage(azurite.connection_string)
-        folder = app_folder(tmp_path_factory.mktemp("http"), IN_CONTAINER="manual")
-        with host(folder, poll_interval=3600) as devhost:
+        folder = app_folder(tmp_path_factory.mktemp("http"), )
+        with host(folder) as devhost:
             yield devhost, folder
 
 
@@ -78,17 +77,14 @@ def test_admin_endpoint_runs_a_timer_by_hand_with_the_master_key_only(api, runni
     assert runs[0]["past_due"] is False
 
 
-def test_admin_endpoint_runs_a_blob_function_on_a_named_blob(api, running):
-    devhost, folder = running
-    BlobServiceClient.from_connection_string(devhost.connection_string).get_container_client(
-        "manual").upload_blob("m.csv", b"by hand")
-    headers = {"x-functions-key": MASTER_KEY}
-    assert api.post("/admin/functions/on_blob", json={"input": "manual/missing.csv"}, headers=headers
-                    ).status_code == 404
-    assert api.post("/admin/functions/on_blob", json={"input": "manual/m.csv"}, headers=headers).status_code == 202
-    (run,) = wait_for(lambda: invocations(folder, "on_blob"), "the manual blob run")
-    assert run["name"] == "manual/m.csv" and run["data"] == "by hand"
-    assert api.post("/admin/functions/hello", json={"input": ""}, headers=headers).status_code == 400
+def test_admin_endpoint_runs_a_queue_function_with_the_input_as_its_body(api, running):
+    _, folder = running
+    assert api.post("/admin/functions/work", json={"input": "by hand"}, headers={"x-functions-key": MASTER_KEY}
+                    ).status_code == 202
+    (run,) = wait_for(lambda: [r for r in invocations(folder, "work") if r["body"] == "by hand"], "the manual run")
+    assert run["id"] is None and run["dequeue_count"] == 0
+    assert api.post("/admin/functions/hello", json={"input": ""}, headers={"x-functions-key": MASTER_KEY}
+                    ).status_code == 400
 
 
 def test_sink_records_cloudevents_posted_with_its_key(api, running):
