@@ -1,8 +1,10 @@
 """Close the local loop for the retrainer app on the dev host.
 
-On Azure, Azure ML posts run events to the Event Grid subscription of the `ml_events` function, and
-notifications go to a real topic or webhook. Locally, the run worker posts to this host's Event Grid
-webhook, and notifications (when no target is configured) go to the host's sink. Only unset
+On Azure, the data account's Event Grid subscription sends BlobCreated to `blob_events`, Azure ML posts run
+events to the subscription of the `ml_events` function, and notifications go to a real topic or webhook.
+Locally, the host's storage subscription scans the container of RETRAINER_INCOMING_PATH for `blob_events`, the
+run worker posts to this host's Event Grid webhook for `ml_events`, and notifications (when no target is
+configured) go to the host's sink. Only unset
 settings are filled; keys travel in headers, never in URLs or logs.
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ from retrainer.settings import Settings
 EVENTS_FUNCTION = "ml_events"
 KEY_SETTINGS = ("DEVHOST_MASTER_KEY", "DEVHOST_EVENTGRID_KEY", "DEVHOST_FUNCTION_KEY", "DEVHOST_SINK_KEY")
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"   # the host starts Azurite for these
-# Binding expressions (%NAME%) the host must resolve: the app's defaults when unset.
+# Binding expressions (%NAME%) the host must resolve, and the incoming path whose container the storage
+# subscription watches: the app's defaults when unset.
 BINDING_DEFAULTS = {"RETRAINER_INCOMING_PATH": Settings.incoming_path,
                     "RETRAINER_SCHEDULE": Settings.retrain_schedule,
                     "RETRAINER_RECONCILE_SCHEDULE": Settings.reconcile_schedule}
