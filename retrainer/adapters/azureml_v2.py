@@ -43,9 +43,11 @@ ML_SCOPE = "https://ml.azure.com/.default"
 # pipeline jobs too; retrainer.adapters.azureml_v1.REUSED_RUN_PROPERTY)
 REUSED_RUN_PROPERTY = "azureml.reusedrunid"
 # v2 job statuses (azure-ai-ml operations/_run_history_constants.py, JobStatus) as RunStatus values.
-# NotResponding is final in the SDK's TERMINAL_STATUSES: a job that stopped answering has failed.
+# NotResponding is final in the SDK's TERMINAL_STATUSES: a job that stopped answering has failed. Step jobs come
+# from run history, whose step runs may say "Finished" / "Cancelled" (retrainer.adapters.azureml_v1 sees them).
 _STATUSES = {"Starting": RunStatus.PREPARING, "Provisioning": RunStatus.PREPARING,
-             "CancelRequested": RunStatus.RUNNING, "NotResponding": RunStatus.FAILED}
+             "CancelRequested": RunStatus.RUNNING, "NotResponding": RunStatus.FAILED,
+             "Finished": RunStatus.COMPLETED, "Cancelled": RunStatus.CANCELED}
 
 
 def datastore_uri(datastore: str, path: str) -> str:

@@ -255,7 +255,7 @@ def test_get_run_reads_steps_and_their_metrics_from_mlflow_a_reused_step_from_th
     run_id = f"retrainer-{DIGEST}"
     ml.jobs.get.return_value = our_job(status="Completed")
     ml.jobs.list.return_value = iter([child("c-prep", "prep", **{"azureml.reusedrunid": "old-prep"}),
-                                      child("c-train", "train")])
+                                      child("c-train", "train", status="Finished")])   # run history's word
     backend = AzureMLv2Backend(settings(), blobs)
     asked = mlflow_answers(backend, {"old-prep": {"rows": 500.0}, "c-train": {"AUC": 0.91, "Accuracy": 0.88}})
 
@@ -265,6 +265,7 @@ def test_get_run_reads_steps_and_their_metrics_from_mlflow_a_reused_step_from_th
     assert info.status == RunStatus.COMPLETED and info.error is None
     assert info.step("prep") == StepRunInfo("prep", "c-prep", RunStatus.COMPLETED, {"rows": 500.0}, None, True)
     assert info.metrics == {"rows": 500.0, "AUC": 0.91, "Accuracy": 0.88}
+    assert info.step("train").status == RunStatus.COMPLETED
     assert [request.url for request in asked] == ["api/2.0/mlflow/runs/get?run_id=old-prep",
                                                   "api/2.0/mlflow/runs/get?run_id=c-train"]
 
