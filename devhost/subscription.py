@@ -70,6 +70,7 @@ class Subscription:
     topic: str                        # the storage account's resource id
     hierarchical_namespace: bool = False
     retry_delays: tuple[float, ...] = RETRY_SCHEDULE
+    response_timeout: float = RESPONSE_TIMEOUT   # seconds Event Grid waits for an answer
 
 
 @dataclass
@@ -101,7 +102,7 @@ class StorageSubscription:
         self._params = {"functionName": subscription.function, **({"code": key} if key else {})}
         self._prefix = f"eventgrid/{host_id}/{subscription.function}/"
         self._interval = poll_interval
-        self._http = httpx.Client(timeout=RESPONSE_TIMEOUT)
+        self._http = httpx.Client(timeout=subscription.response_timeout)
         self._lock = threading.Lock()
         self._settled: dict[tuple[str, str], str] = {}       # (container, blob) -> the ETag last receipted
         self._latest: dict[tuple[str, str], str] = {}        # (container, blob) -> the ETag last seen
@@ -238,7 +239,7 @@ class StorageSubscription:
         if status is not None and 200 <= status < 300:
             self._done(delivery.version)
             return
-        what = f"HTTP {status}" if status is not None else f"no answer within {RESPONSE_TIMEOUT:.0f} s"
+        what = f"HTTP {status}" if status is not None else f"no answer within {self.subscription.response_timeout:g} s"
         event = delivery.event
         expired = datetime.now(timezone.utc) - _parse_time(event["eventTime"]) > EVENT_TIME_TO_LIVE
         if status in NOT_RETRIED or delivery.attempt >= MAX_DELIVERY_ATTEMPTS or expired:

@@ -1,10 +1,11 @@
 """The storage subscription's deliveries against an endpoint that answers what the test says, over real HTTP:
-Event Grid's headers, redelivery of a failed event with a growing aeg-delivery-count, at most 30 attempts, and
-no retry for the codes Event Grid does not retry (400, 403, 413)."""
+Event Grid's headers, redelivery of a failed or late-answered event with a growing aeg-delivery-count, at most 30
+attempts, and no retry for the codes Event Grid does not retry (400, 403, 413)."""
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -20,12 +21,15 @@ class Endpoint:
 
     def __init__(self, status: int) -> None:
         self.status, self.received = status, []
+        self.first_answer_after = 0.0          # seconds the first request waits before its answer
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 endpoint.received.append((self.path, dict(self.headers), json.loads(body)))
+                if len(endpoint.received) == 1:
+                    time.sleep(endpoint.first_answer_after)
                 self.send_response(endpoint.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -48,10 +52,11 @@ def subscription(azurite, tmp_path):
     container = f"retry-{storage_name(tmp_path.name)}"
     made = []
 
-    def make(status: int) -> tuple[StorageSubscription, Endpoint]:
+    def make(status: int, first_answer_after: float = 0.0) -> tuple[StorageSubscription, Endpoint]:
         endpoint = Endpoint(status)
+        endpoint.first_answer_after = first_answer_after
         running = StorageSubscription(Subscription("blob_events", (container,), "/subscriptions/x/storageAccounts/a",
-                                                   retry_delays=(0.01,)),
+                                                   retry_delays=(0.01,), response_timeout=0.5),
                                       data=service, hosts=service, endpoint=endpoint.url, key="k",
                                       host_id=storage_name(tmp_path.name), poll_interval=0.1)
         running.start()
@@ -94,3 +99,12 @@ def test_codes_event_grid_does_not_retry_end_the_delivery(subscription, status):
     wait_for(lambda: any(body[0]["subject"].endswith("/c.csv") for _, _, body in endpoint.received), "c's event")
     assert sorted(body[0]["subject"].rsplit("/", 1)[1] for _, _, body in endpoint.received) == ["a.csv", "b.csv",
                                                                                                   "c.csv"]
+
+
+def test_an_answer_later_than_the_response_timeout_is_redelivered_though_the_first_one_succeeds(subscription):
+    _, endpoint = subscription[0](202, first_answer_after=1.5)
+    subscription[1].upload_blob("slow.csv", b"data")
+    wait_for(lambda: len(endpoint.received) >= 2, "a redelivery")
+    (first, second) = endpoint.received[:2]
+    assert first[2][0]["id"] == second[2][0]["id"]
+    assert (first[1]["aeg-delivery-count"], second[1]["aeg-delivery-count"]) == ("0", "1")
