@@ -266,7 +266,7 @@ class AzureMLv2Backend:
         if stored.get(TAG_KEY) != key:
             raise LiveCheckFailed(f"job {run.run_id} was created without its tags (it has {sorted(stored)})")
         yield f"job {run.run_id} on {data_path}, created with its tags (key {key}): {run.url}"
-        metrics = self._metrics(run.run_id)
+        metrics = self._metrics(run.run_id, missing_ok=False)    # the job's name must be its MLflow run id
         yield f"the workspace's MLflow endpoint answers for job {run.run_id} ({len(metrics)} metrics so far)"
         try:
             _retrying(client.jobs.create_or_update, self._job(self._deployed(ref), ref,
@@ -327,13 +327,16 @@ class AzureMLv2Backend:
                            metrics=self._metrics(holder), log_location=child.studio_url,
                            reused=holder != child.name)
 
-    def _metrics(self, run_id: str) -> dict[str, Any]:
-        """The run's latest metric values, from the workspace's MLflow endpoint."""
+    def _metrics(self, run_id: str, *, missing_ok: bool = True) -> dict[str, Any]:
+        """The run's latest metric values, from the workspace's MLflow endpoint. A run MLflow does not know (a
+        step that never started) has none: MLflow answers 404 RESOURCE_DOES_NOT_EXIST."""
         from azure.core.rest import HttpRequest
 
         def fetch() -> dict[str, Any]:
             response = self._tracking().send_request(
                 HttpRequest("GET", "api/2.0/mlflow/runs/get", params={"run_id": run_id}))
+            if response.status_code == 404 and missing_ok:
+                return {}
             response.raise_for_status()
             metrics = ((response.json().get("run") or {}).get("data") or {}).get("metrics") or []
             return {metric["key"]: metric["value"] for metric in metrics}

@@ -109,8 +109,9 @@ def child(name, node, status="Completed", **properties) -> _BaseJob:
     return _BaseJob(name=name, display_name=node, status=status, properties=properties)
 
 
-def mlflow_answers(backend, metrics_by_run: dict) -> list:
-    """The workspace's MLflow endpoint, answering runs/get with each run's metrics; returns the requests."""
+def mlflow_answers(backend, metrics_by_run: dict | None) -> list:
+    """The workspace's MLflow endpoint, answering runs/get with each run's metrics (None: every run exists, with
+    none), 404 for another run; returns the requests."""
     from azure.core import PipelineClient
 
     tracking = create_autospec(PipelineClient, instance=True)
@@ -120,8 +121,15 @@ def mlflow_answers(backend, metrics_by_run: dict) -> list:
         asked.append(request)
         run_id = request.url.split("run_id=", 1)[1]
         response = create_autospec(HttpResponse, instance=True)
+        if metrics_by_run is not None and run_id not in metrics_by_run:
+            response.status_code = 404
+            response.json.return_value = {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run {run_id} not found"}
+            response.raise_for_status.side_effect = HttpResponseError("404 Not Found")
+            return response
+        response.status_code = 200
+        metrics = (metrics_by_run or {}).get(run_id, {})
         response.json.return_value = {"run": {"info": {"run_id": run_id}, "data": {"metrics": [
-            {"key": k, "value": v, "timestamp": 1, "step": 0} for k, v in metrics_by_run.get(run_id, {}).items()]}}}
+            {"key": k, "value": v, "timestamp": 1, "step": 0} for k, v in metrics.items()]}}}
         return response
 
     tracking.send_request.side_effect = send_request
@@ -272,14 +280,16 @@ def test_get_run_reads_steps_and_their_metrics_from_mlflow_a_reused_step_from_th
 
 def test_a_failed_run_names_its_failed_step(ml, blobs):
     ml.jobs.get.return_value = our_job(status="Failed")
-    ml.jobs.list.return_value = iter([child("c-prep", "prep"), child("c-train", "train", status="Failed")])
+    ml.jobs.list.return_value = iter([child("c-prep", "prep"), child("c-train", "train", status="Failed"),
+                                      child("c-score", "score", status="Canceled")])
     backend = AzureMLv2Backend(settings(), blobs)
-    mlflow_answers(backend, {})
+    mlflow_answers(backend, {"c-prep": {}, "c-train": {"rows": 3.0}})     # the canceled step never ran
 
     info = backend.get_run(f"retrainer-{DIGEST}")
 
     assert info.status == RunStatus.FAILED
     assert info.failed_step().name == "train" and "step 'train' failed" in info.error
+    assert info.step("score").metrics == {}
 
 
 def test_the_mlflow_endpoint_is_the_workspace_tracking_uri_over_https_with_a_bearer_token(ml, mocker, blobs):
@@ -394,7 +404,7 @@ def test_the_live_check_creates_a_job_with_its_tags_and_creates_it_again(ml, dep
                                             (_ for _ in ()).throw(ResourceNotFoundError("no such job")))
 
     backend = AzureMLv2Backend(settings())
-    asked = mlflow_answers(backend, {})
+    asked = mlflow_answers(backend, None)
 
     lines = list(backend.live_check("diabetes.csv"))
 
