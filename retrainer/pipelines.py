@@ -9,13 +9,15 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 DEFINITIONS_PACKAGE = "pipeline_defs"
 DEFINITIONS_DIR = Path(__file__).resolve().parents[1] / DEFINITIONS_PACKAGE
 # The pipeline versions a deployment expects, written by `python -m retrainer publish` (the azd hooks) and
 # packaged with the app, so the deployed functions know the version without building the definition.
 PUBLISHED_MANIFEST = DEFINITIONS_DIR / "published.json"
+# The packages whose classes a definition is built from (a new release may describe a step differently).
+_BUILDING_PACKAGES = ("azureml-core", "azureml-pipeline-core", "azureml-pipeline-steps")
 
 
 class UnknownPipelineError(ValueError):
@@ -81,6 +83,37 @@ def pipeline_version(definition: PipelineDefinition) -> str:
                              if definition.environment_file and definition.environment_file.is_file() else None),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def version_inputs(name: str, source_directories: Iterable[str], arguments: Mapping[str, Any],
+                   digests: Any) -> str:
+    """A digest of everything `pipeline_version` reads, taken without building the definition (no azureml
+    import): the files of pipeline_defs/ (the definition and any helper it imports from there), every file under
+    `source_directories` (the steps' folders, the environment spec among them), the `arguments` it is built
+    with, the azureml packages that build it and the code that computes the version. Equal inputs give the
+    version computed before. `digests` is a `retrainer.hashing.DigestCache` (unchanged files are not read)."""
+    from importlib import metadata
+
+    document = {
+        "name": name,
+        "definitions": digests.tree(DEFINITIONS_DIR, include=lambda path: path.suffix == ".py"),
+        "sources": {folder: digests.tree(Path(folder)) for folder in sorted(source_directories)},
+        "arguments": {key: str(value) for key, value in sorted(arguments.items())},
+        "sdk": {dist: metadata.version(dist) for dist in _BUILDING_PACKAGES},
+        "versioning": [digests.file(Path(__file__)), digests.file(Path(__file__).parent / "localrun" / "graph.py")],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def source_directories(definition: PipelineDefinition) -> list[str]:
+    """The folders whose files `pipeline_version` hashes: each step's source directory, and the environment
+    spec's folder."""
+    from retrainer.localrun.graph import read_graph
+
+    folders = {str(node.source_directory) for node in read_graph(definition.steps)}
+    if definition.environment_file:
+        folders.add(str(definition.environment_file.parent))
+    return sorted(folders)
 
 
 def expected_version(name: str, manifest: Path | None = None) -> str | None:

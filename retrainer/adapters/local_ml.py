@@ -53,8 +53,7 @@ class LocalMLBackend:
     def _publish(self, pipeline_name: str) -> PublishedPipelineRef:
         from retrainer import pipelines
 
-        definition = self.definition(pipeline_name)
-        version = pipelines.pipeline_version(definition)
+        version = self._version(pipeline_name)
         record = self._settings.state_dir / "endpoints" / f"{self._settings.pipeline_endpoint}.json"
         previous = json.loads(record.read_text()) if record.exists() else {}
         newly = previous.get("default_version") != version
@@ -65,6 +64,36 @@ class LocalMLBackend:
                                        "versions": versions})
         return PublishedPipelineRef(name=pipeline_name, version=version, pipeline_id=version,
                                     endpoint=self._settings.pipeline_endpoint, newly_published=newly)
+
+    def _version(self, pipeline_name: str) -> str:
+        """The definition's version, computed again only when what it is made of changed (`version_inputs`,
+        remembered in the state folder): building it imports azureml.pipeline.steps and hashing its graph
+        takes about 2 s, which every new host process would otherwise pay on its first submission. The run
+        worker builds the definition itself."""
+        from retrainer import pipelines
+        from retrainer.hashing import DigestCache
+
+        settings = self._settings
+        arguments = {"datastore": settings.datastore, "container": settings.incoming_container,
+                     "compute_target": settings.compute_target,
+                     "intermediate_datastore": settings.intermediate_datastore or ""}
+        cache = settings.state_dir / "endpoints" / "versions.json"
+        remembered = (json.loads(cache.read_text()) if cache.exists() else {}).get(pipeline_name, {})
+        digests = DigestCache(settings.state_dir / "digests.sqlite")
+        try:
+            if remembered and remembered["inputs"] == pipelines.version_inputs(
+                    pipeline_name, remembered["source_directories"], arguments, digests):
+                return remembered["version"]
+            definition = self.definition(pipeline_name)
+            folders = pipelines.source_directories(definition)
+            entry = {"version": pipelines.pipeline_version(definition), "source_directories": folders,
+                     "inputs": pipelines.version_inputs(pipeline_name, folders, arguments, digests)}
+        finally:
+            digests.close()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        versions = json.loads(cache.read_text()) if cache.exists() else {}
+        _write_atomically(cache, {**versions, pipeline_name: entry})
+        return entry["version"]
 
     def definition(self, pipeline_name: str):
         from retrainer import pipelines
@@ -84,6 +113,8 @@ class LocalMLBackend:
 
     def submit(self, ref: PublishedPipelineRef, parameters: Mapping[str, str], experiment: str,
                tags: Mapping[str, str]) -> RunRef:
+        from mlflow.entities import Param
+
         from retrainer.localrun.store import TAG_PIPELINE, RunStore
 
         client = self._client()
@@ -100,19 +131,23 @@ class LocalMLBackend:
                          run_name=f"{ref.name}-{ref.version[:8]}",
                          tags={**tags, TAG_PIPELINE: ref.name, TAG_LOCAL_JOB: json.dumps(job)})
         run_id = run.info.run_id
-        for name, value in parameters.items():
-            self._call(client.log_param, run_id, name, value)
+        self._call(client.log_batch, run_id, params=[Param(name, value) for name, value in parameters.items()])
         self._enqueue(run_id, job)
         return RunRef(run_id=run_id, experiment=experiment, tags=dict(tags))
 
     def _enqueue(self, run_id: str, job: Mapping) -> None:
         from retrainer.adapters.local_queue import RunQueue
 
-        RunQueue.of(self._settings).put(run_id, {**job, "run_id": run_id})
-        self._start_worker(run_id)
+        queue = RunQueue.of(self._settings)
+        queue.put(run_id, {**job, "run_id": run_id})
+        # A worker only when a slot is free: a slot holder drains the queue (the job is in it before this
+        # look), and a burst of submissions must not start a Python process each that exits at once.
+        if queue.stranded():
+            self._start_worker(run_id)
 
     def _start_worker(self, run_id: str) -> None:
-        """A worker for the queue (it exits at once when every slot is held); its log is named by `run_id`."""
+        """A worker for the queue (it exits at once when every slot got held meanwhile); its log is named by
+        `run_id`."""
         logs = self._settings.state_dir / "workers"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{run_id}.log", "ab") as log:
@@ -236,6 +271,6 @@ def _quote(value: str) -> str:
 
 
 def _write_atomically(path: Path, document: dict) -> None:
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # processes sharing the state folder
     temporary.write_text(json.dumps(document, indent=2))
     temporary.replace(path)

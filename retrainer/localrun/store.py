@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -54,11 +57,52 @@ def client(tracking_uri: str) -> MlflowClient:
         database.parent.mkdir(parents=True, exist_ok=True)
         with open(database.with_name(database.name + ".init.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)    # released when the file closes, or the process dies
+            if not database.exists():
+                _copy_empty_store(database)
             mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             mlflow.search_experiments(max_results=1)          # builds the tracking store
             mlflow.search_registered_models(max_results=1)    # and the registry store
         _initialised.add(tracking_uri)
         return mlflow
+
+
+def _copy_empty_store(database: Path) -> None:
+    """Start a new SQLite store as a copy of an empty one made once per MLflow version (in the user's cache
+    folder): MLflow builds a new database by running every alembic migration since its first schema, about 3 s
+    each time (`_initialize_tables`). The copy holds the migrated schema and nothing else; MLflow adds the
+    Default experiment when it opens the store, as for a store it made (`_initialize_store_state`). Without a
+    writable cache folder MLflow makes the store itself."""
+    try:
+        template = _empty_store()
+    except OSError:
+        return
+    temporary = database.with_name(f".{database.name}.{os.getpid()}.tmp")
+    shutil.copyfile(template, temporary)
+    temporary.replace(database)
+
+
+def _empty_store() -> Path:
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "retrainer"
+    template = folder / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.exists():
+        return template
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{template.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if template.exists():
+            return template
+        temporary = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+        temporary.unlink(missing_ok=True)
+        made = SqlAlchemyStore(f"{_SQLITE}{temporary}", str(folder / "artifacts"))   # runs the migrations
+        made.engine.dispose()
+        with sqlite3.connect(temporary) as connection:      # MLflow makes its Default experiment per store
+            connection.execute("DELETE FROM experiments")
+        connection.close()
+        temporary.replace(template)
+    return template
 
 
 class RunNotFoundError(LookupError):

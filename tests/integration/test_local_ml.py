@@ -92,3 +92,71 @@ def test_a_crash_between_creating_the_run_and_queueing_it_is_recovered_by_find_r
     parents = [run for run in client.search_runs([experiment.experiment_id])
                if run.data.tags.get(policy.TAG_KEY_HASH) == digest and store.MLFLOW_PARENT_RUN_ID not in run.data.tags]
     assert [run.info.run_id for run in parents] == [found.run_id]
+
+
+def test_a_new_process_reuses_the_remembered_pipeline_version_without_building_the_definition(tmp_path, monkeypatch):
+    from retrainer import pipelines
+
+    settings = Settings(state_dir=tmp_path, pipeline="bench_trivial")
+    first = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
+    assert first.version == pipelines.pipeline_version(LocalMLBackend(settings, blobs=None).definition("bench_trivial"))
+
+    def must_not_build(self, pipeline_name):
+        raise AssertionError("the definition was built although nothing it is made of changed")
+
+    monkeypatch.setattr(LocalMLBackend, "definition", must_not_build)
+    again = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")   # another host process
+
+    assert again.version == first.version and not again.newly_published
+
+
+def test_a_remembered_version_whose_inputs_changed_is_computed_again(tmp_path):
+    import json
+
+    from retrainer import pipelines
+
+    settings = Settings(state_dir=tmp_path, pipeline="bench_trivial")
+    LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
+    cache = tmp_path / "endpoints" / "versions.json"
+    remembered = json.loads(cache.read_text())
+    remembered["bench_trivial"].update(version="stale", inputs="made of other files")
+    cache.write_text(json.dumps(remembered))
+
+    ref = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
+
+    assert ref.version == pipelines.pipeline_version(LocalMLBackend(settings, blobs=None).definition("bench_trivial"))
+    assert json.loads(cache.read_text())["bench_trivial"]["version"] == ref.version
+
+
+def test_the_version_inputs_change_with_a_step_file_and_with_the_build_arguments(tmp_path):
+    from retrainer import pipelines
+    from retrainer.hashing import DigestCache
+
+    (tmp_path / "step.py").write_text("print('one')\n")
+    arguments = {"datastore": "training_data", "compute_target": "cpu-cluster"}
+
+    def inputs(**changed):
+        return pipelines.version_inputs("bench_trivial", [str(tmp_path)], {**arguments, **changed}, DigestCache())
+
+    before = inputs()
+    assert inputs() == before
+    assert inputs(compute_target="gpu-cluster") != before
+    (tmp_path / "step.py").write_text("print('two')\n")
+    assert inputs() != before
+
+
+def test_a_new_state_folder_gets_an_empty_store_of_its_own_made_from_the_cached_copy(tmp_path, monkeypatch):
+    from retrainer.localrun import store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = f"sqlite:///{tmp_path / 'one' / 'mlflow.db'}"
+    RunStore(first).client.create_run(RunStore(first).experiment_id("exp"), tags={"retrainer.key": "k"})
+    assert list((tmp_path / "cache" / "retrainer").glob("mlflow-*-empty.db"))
+
+    second = RunStore(f"sqlite:///{tmp_path / 'two' / 'mlflow.db'}")
+
+    assert [e.name for e in second.client.search_experiments()] == ["Default"]
+    experiment = second.experiment_id("exp")
+    run = second.client.create_run(experiment, tags={"retrainer.key": "k2"})
+    assert [r.info.run_id for r in second.client.search_runs([experiment])] == [run.info.run_id]
+    assert store.find_run_by_tag(first, "exp", "retrainer.key", "k") is not None
