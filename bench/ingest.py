@@ -1,23 +1,25 @@
 """Ingest benchmark: drop many small files at once into the incoming container of a running dev host.
 
-    .venv/bin/python bench/ingest.py [--files 1000] [--rows 20] [--timeout 3600]
+    .venv/bin/python bench/ingest.py [--files 1000] [--rows 20] [--timeout 3600] [--workers N] [--json PATH]
 
-The real function_app runs on an in-process DevHost (its own Azurite, auth on, the local backend, the default
-poll interval), routed to the one-step pipeline pipeline_defs/bench_trivial.py. The files are uploaded with
-azure-storage-blob from a thread pool, all at once; the ledger table is then read until every file's row is
-final. Prints files per second to submission (ledger state `submitted`) and to completion (a final state), and
-the drop-to-claim and drop-to-submission latencies p50/p95: the row's creation and its update to `submitted`
-against the end of the file's upload (both clocks are this process's).
+The real function_app runs on an in-process DevHost (its own Azurite, auth on, the local backend), routed to the
+one-step pipeline pipeline_defs/bench_trivial.py. A file takes Azure's path: its upload -> the host's storage scan
+(the stand-in for the Event Grid subscription, every DEVHOST_POLL_INTERVAL) -> the `blob_events` webhook, which
+filters and queues one message -> the queue trigger `blob_ingest` (host.json's batch size), which claims, reads a
+prefix, validates and submits. The files are uploaded with azure-storage-blob from a thread pool, all at once; the
+ledger table is then read until every file's row is final. Prints files per second to submission (ledger state
+`submitted`) and to completion (a final state), and the drop-to-claim and drop-to-submission latencies p50/p95: the
+row's creation and its update to `submitted` against the end of the file's upload (both clocks are this process's).
 
-Local runs wait in the local backend's queue and at most RETRAINER_LOCAL_MAX_RUNS worker processes (about
-4.5 s of imports each, paid once per worker) drain it. The benchmark still stops by itself, ending the run
-workers its host started (by pid, its own children only), at --timeout or when the machine's available
-memory falls below --min-free-mb, and prints the figures measured up to then. Everything is on loopback. It
-prints figures; it never passes or fails on time.
+Local runs wait in the local backend's queue and at most RETRAINER_LOCAL_MAX_RUNS worker processes drain it. The
+benchmark stops by itself, ending the run workers its host started (by pid, its own children only), at --timeout or
+when the machine's available memory falls below --min-free-mb, and prints the figures measured up to then.
+Everything is on loopback. It prints figures; it never passes or fails on time.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -98,7 +100,7 @@ def csv_file(index: int, rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def configure(poll_interval: str | None) -> HostSettings:
+def configure(poll_interval: str | None, workers: int | None) -> HostSettings:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     os.environ.update({
@@ -113,6 +115,8 @@ def configure(poll_interval: str | None) -> HostSettings:
     })
     if poll_interval:
         os.environ["DEVHOST_POLL_INTERVAL"] = poll_interval
+    if workers:
+        os.environ["DEVHOST_WORKERS"] = str(workers)
     return local_loop.prepare(REPO)     # the host starts its own Azurite
 
 
@@ -219,8 +223,10 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.2f}s  p95 {p95:.2f}s  (max {ordered[-1]:.2f}s, n={len(ordered)})"
 
 
-def report(files: dict[str, FileTimes], started: float, uploaded: float) -> None:
+def report(files: dict[str, FileTimes], started: float, uploaded: float) -> dict:
+    """Print the figures; returns them (rates in files/s, latencies in seconds)."""
     times = list(files.values())
+    figures: dict = {"files": len(times), "upload_s": uploaded - started}
     submitted = sorted(t.submitted for t in times if t.submitted is not None)
     completed = sorted(t.completed for t in times if t.completed is not None)
     states: dict[str, int] = {}
@@ -231,18 +237,24 @@ def report(files: dict[str, FileTimes], started: float, uploaded: float) -> None
     if submitted:
         span = submitted[-1] - started
         print(f"to submission:       {len(submitted)} files in {span:.1f}s = {len(submitted) / span:.2f} files/s")
+        figures.update(submitted=len(submitted), submission_s=span, submission_rate=len(submitted) / span)
     if completed:
         span = completed[-1] - started
         print(f"to completion:       {len(completed)} files in {span:.1f}s = {len(completed) / span:.2f} files/s")
+        figures.update(completed=len(completed), completion_rate=len(completed) / span)
     claims = [t.claimed - t.uploaded for t in times if t.claimed is not None]
     if claims:
         print(f"drop-to-claim:       {percentiles(claims)}")
     if submitted:
-        print(f"drop-to-submission:  {percentiles([t.submitted - t.uploaded for t in times if t.submitted])}")
+        latencies = [t.submitted - t.uploaded for t in times if t.submitted]
+        print(f"drop-to-submission:  {percentiles(latencies)}")
+        figures.update(submission_p50=statistics.median(latencies),
+                       submission_p95=sorted(latencies)[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))])
     missed = sum(1 for t in times if t.completed is not None and t.submitted is None)
     if missed:
         print(f"  ({missed} rows went final between two ledger reads: no submission time for them)")
     print(f"ledger states:       {', '.join(f'{k} {v}' for k, v in sorted(states.items()))}")
+    return {**figures, "states": states}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-free-mb", type=int, default=4096,
                         help="stop when available memory falls below this (default 4096)")
     parser.add_argument("--poll-interval", help="DEVHOST_POLL_INTERVAL in seconds (default: the host's, 1)")
+    parser.add_argument("--workers", type=int, help="DEVHOST_WORKERS, invocations at once (default: the host's, 4)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = parser.parse_args(argv)
     if args.files < 1 or args.rows < 1 or args.upload_threads < 1:
         parser.error("--files, --rows and --upload-threads must be at least 1")
@@ -262,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("retrainer").setLevel(logging.ERROR)   # every file's gate rejection is expected
-    settings = configure(args.poll_interval)
+    settings = configure(args.poll_interval, args.workers)
     print(f"ingest benchmark: {args.files} files of {args.rows} rows, pipeline bench_trivial, poll interval "
           f"{settings.poll_interval:g}s, {settings.workers} invocation workers; {os.cpu_count()} CPUs, "
           f"{available_mb()} MB available, Python {platform.python_version()}", flush=True)
@@ -291,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     ended += end_workers(0)     # runs submitted by invocations that were in flight when the host stopped
     print(f"stopped: {stopped}")
     if files and stopped != "interrupted":
-        report(files, started, uploaded)
+        figures = report(files, started, uploaded)
+        if args.json:
+            args.json.write_text(json.dumps({**figures, "stopped": stopped, "poll_interval": settings.poll_interval,
+                                             "workers": settings.workers}))
     print(f"lowest available memory: {guard.lowest_mb} MB")
     if ended:
         print(f"terminated {ended} run workers that were still running")

@@ -157,6 +157,12 @@ _ENV_NAMES.update(
 )
 
 
+def user_cache_dir() -> Path:
+    """Where the local backend keeps what it makes once per machine and reuses across state folders (an empty
+    MLflow store, pipeline versions): $XDG_CACHE_HOME/retrainer, by default ~/.cache/retrainer."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "retrainer"
+
+
 def url_origin(url: str) -> str:
     """Scheme and host only: a URL's user info, path or query may hold a key (e.g. ?code=)."""
     parts = urlsplit(url)

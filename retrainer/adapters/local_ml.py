@@ -27,7 +27,7 @@ from typing import Callable, Mapping, TypeVar
 from retrainer.policy import TAG_KEY_HASH, TAG_RUN_ID
 from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
 from retrainer.retry import Retry, retry as default_retry
-from retrainer.settings import Settings
+from retrainer.settings import Settings, user_cache_dir
 
 T = TypeVar("T")
 
@@ -67,9 +67,9 @@ class LocalMLBackend:
 
     def _version(self, pipeline_name: str) -> str:
         """The definition's version, computed again only when what it is made of changed (`version_inputs`,
-        remembered in the state folder): building it imports azureml.pipeline.steps and hashing its graph
-        takes about 2 s, which every new host process would otherwise pay on its first submission. The run
-        worker builds the definition itself."""
+        remembered in `user_cache_dir()` for every state folder): building it imports azureml.pipeline.steps and
+        hashing its graph takes about 2 s, which every new host process would otherwise pay on its first
+        submission. The run worker builds the definition itself."""
         from retrainer import pipelines
         from retrainer.hashing import DigestCache
 
@@ -77,22 +77,22 @@ class LocalMLBackend:
         arguments = {"datastore": settings.datastore, "container": settings.incoming_container,
                      "compute_target": settings.compute_target,
                      "intermediate_datastore": settings.intermediate_datastore or ""}
-        cache = settings.state_dir / "endpoints" / "versions.json"
-        remembered = (json.loads(cache.read_text()) if cache.exists() else {}).get(pipeline_name, {})
-        digests = DigestCache(settings.state_dir / "digests.sqlite")
+        cache = user_cache_dir() / "pipeline-versions.json"
+        entry_name = f"{pipelines.DEFINITIONS_DIR / pipeline_name}"     # one entry per checkout and pipeline
+        remembered = _read_json(cache).get(entry_name)
+        digests = DigestCache()
+        if remembered and remembered["inputs"] == pipelines.version_inputs(
+                pipeline_name, remembered["source_directories"], arguments, digests):
+            return remembered["version"]
+        definition = self.definition(pipeline_name)
+        folders = pipelines.source_directories(definition)
+        entry = {"version": pipelines.pipeline_version(definition), "source_directories": folders,
+                 "inputs": pipelines.version_inputs(pipeline_name, folders, arguments, digests)}
         try:
-            if remembered and remembered["inputs"] == pipelines.version_inputs(
-                    pipeline_name, remembered["source_directories"], arguments, digests):
-                return remembered["version"]
-            definition = self.definition(pipeline_name)
-            folders = pipelines.source_directories(definition)
-            entry = {"version": pipelines.pipeline_version(definition), "source_directories": folders,
-                     "inputs": pipelines.version_inputs(pipeline_name, folders, arguments, digests)}
-        finally:
-            digests.close()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        versions = json.loads(cache.read_text()) if cache.exists() else {}
-        _write_atomically(cache, {**versions, pipeline_name: entry})
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(cache, {**_read_json(cache), entry_name: entry})
+        except OSError:
+            pass        # no writable cache folder: computed again by the next process
         return entry["version"]
 
     def definition(self, pipeline_name: str):
@@ -268,6 +268,13 @@ def _model_ref(version) -> ModelRef:
 
 def _quote(value: str) -> str:
     return value.replace("'", "''")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _write_atomically(path: Path, document: dict) -> None:

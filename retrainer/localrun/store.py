@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from retrainer.ports import RunInfo, RunStatus, StepRunInfo
+from retrainer.settings import user_cache_dir
 
 TAG_STEP = "retrainer.step"
 TAG_PIPELINE = "retrainer.pipeline"
@@ -67,8 +68,7 @@ def client(tracking_uri: str) -> MlflowClient:
 
 
 def _copy_empty_store(database: Path) -> None:
-    """Start a new SQLite store as a copy of an empty one made once per MLflow version (in the user's cache
-    folder): MLflow builds a new database by running every alembic migration since its first schema, about 3 s
+    """Start a new SQLite store as a copy of an empty one made once per MLflow version (`user_cache_dir`): MLflow builds a new database by running every alembic migration since its first schema, about 3 s
     each time (`_initialize_tables`). The copy holds the migrated schema and nothing else; MLflow adds the
     Default experiment when it opens the store, as for a store it made (`_initialize_store_state`). Without a
     writable cache folder MLflow makes the store itself."""
@@ -85,7 +85,7 @@ def _empty_store() -> Path:
     import mlflow
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "retrainer"
+    folder = user_cache_dir()
     template = folder / f"mlflow-{mlflow.__version__}-empty.db"
     if template.exists():
         return template

@@ -97,6 +97,7 @@ def test_a_crash_between_creating_the_run_and_queueing_it_is_recovered_by_find_r
 def test_a_new_process_reuses_the_remembered_pipeline_version_without_building_the_definition(tmp_path, monkeypatch):
     from retrainer import pipelines
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     settings = Settings(state_dir=tmp_path, pipeline="bench_trivial")
     first = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
     assert first.version == pipelines.pipeline_version(LocalMLBackend(settings, blobs=None).definition("bench_trivial"))
@@ -105,27 +106,30 @@ def test_a_new_process_reuses_the_remembered_pipeline_version_without_building_t
         raise AssertionError("the definition was built although nothing it is made of changed")
 
     monkeypatch.setattr(LocalMLBackend, "definition", must_not_build)
-    again = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")   # another host process
+    other = Settings(state_dir=tmp_path / "other", pipeline="bench_trivial")
+    again = LocalMLBackend(other, blobs=None).ensure_published("bench_trivial")   # another host process and folder
 
-    assert again.version == first.version and not again.newly_published
+    assert again.version == first.version
 
 
-def test_a_remembered_version_whose_inputs_changed_is_computed_again(tmp_path):
+def test_a_remembered_version_whose_inputs_changed_is_computed_again(tmp_path, monkeypatch):
     import json
 
     from retrainer import pipelines
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     settings = Settings(state_dir=tmp_path, pipeline="bench_trivial")
     LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
-    cache = tmp_path / "endpoints" / "versions.json"
+    cache = tmp_path / "cache" / "retrainer" / "pipeline-versions.json"
     remembered = json.loads(cache.read_text())
-    remembered["bench_trivial"].update(version="stale", inputs="made of other files")
+    entry = str(pipelines.DEFINITIONS_DIR / "bench_trivial")
+    remembered[entry].update(version="stale", inputs="made of other files")
     cache.write_text(json.dumps(remembered))
 
     ref = LocalMLBackend(settings, blobs=None).ensure_published("bench_trivial")
 
     assert ref.version == pipelines.pipeline_version(LocalMLBackend(settings, blobs=None).definition("bench_trivial"))
-    assert json.loads(cache.read_text())["bench_trivial"]["version"] == ref.version
+    assert json.loads(cache.read_text())[entry]["version"] == ref.version
 
 
 def test_the_version_inputs_change_with_a_step_file_and_with_the_build_arguments(tmp_path):
