@@ -45,43 +45,48 @@ _initialising = threading.Lock()
 
 
 def client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient on `tracking_uri` as tracking and registry store. The first one in a process makes
-    sure a SQLite store's tables exist, under a file lock beside the database: MLflow's SqlAlchemyStore
-    creates them (and runs the alembic migrations) unguarded whenever one is missing
-    (mlflow/store/tracking/sqlalchemy_store.py and model_registry/sqlalchemy_store.py, `__init__`), so two
-    processes starting on a fresh state folder at once can both migrate, and one fails for good ("table
-    _alembic_tmp_tags already exists")."""
+    """An MlflowClient on `tracking_uri` as tracking and registry store.
+
+    A SQLite store is created once, whole: under a file lock beside the database, in a scratch file (a copy of
+    an empty store migrated once per MLflow version, `_empty_store`) renamed into place. MLflow's SqlAlchemyStore creates the tables (and runs the
+    alembic migrations) unguarded whenever one is missing (mlflow/store/tracking/sqlalchemy_store.py and
+    model_registry/sqlalchemy_store.py, `__init__`), so hosts starting together on a fresh state folder could
+    both migrate ("table _alembic_tmp_tags already exists"), and a host killed while migrating left a
+    database every later start failed on ("index ... already exists").
+    """
     with _initialising:
-        if tracking_uri in _initialised or not tracking_uri.startswith(_SQLITE):
-            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        database = Path(tracking_uri[len(_SQLITE):])
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with open(database.with_name(database.name + ".init.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)    # released when the file closes, or the process dies
-            if not database.exists():
-                _copy_empty_store(database)
-            mlflow = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-            mlflow.search_experiments(max_results=1)          # builds the tracking store
-            mlflow.search_registered_models(max_results=1)    # and the registry store
-        _initialised.add(tracking_uri)
-        return mlflow
+        if tracking_uri.startswith(_SQLITE) and tracking_uri not in _initialised:
+            _create_once(Path(tracking_uri[len(_SQLITE):]))
+            _initialised.add(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _copy_empty_store(database: Path) -> None:
-    """Start a new SQLite store as a copy of an empty one made once per MLflow version (`user_cache_dir`): MLflow builds a new database by running every alembic migration since its first schema, about 3 s
-    each time (`_initialize_tables`). The copy holds the migrated schema and nothing else; MLflow adds the
-    Default experiment when it opens the store, as for a store it made (`_initialize_store_state`). Without a
-    writable cache folder MLflow makes the store itself."""
-    try:
-        template = _empty_store()
-    except OSError:
-        return
-    temporary = database.with_name(f".{database.name}.{os.getpid()}.tmp")
-    shutil.copyfile(template, temporary)
-    temporary.replace(database)
+def _create_once(database: Path) -> None:
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)    # released when the file closes, or the process dies
+        if not database.exists():
+            scratch = database.with_name(f".{database.name}.{os.getpid()}.creating")
+            scratch.unlink(missing_ok=True)     # a creation killed midway, by a process that had this pid
+            try:
+                shutil.copyfile(_empty_store(), scratch)
+            except OSError:                     # no writable cache folder: MLflow makes it, in the scratch file
+                _open(_SQLITE + str(scratch))
+            os.replace(scratch, database)
+        _open(_SQLITE + str(database))          # MLflow adds its Default experiment on the first open
+
+
+def _open(uri: str) -> None:
+    opened = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    opened.search_experiments(max_results=1)          # builds the tracking store
+    opened.search_registered_models(max_results=1)    # and the registry store
 
 
 def _empty_store() -> Path:
+    """An empty store made once per MLflow version (`user_cache_dir`): MLflow builds a new database by running
+    every alembic migration since its first schema, about 3 s each time (`_initialize_tables`). The copy holds
+    the migrated schema and nothing else; MLflow adds the Default experiment when it opens the store, as for a
+    store it made (`_initialize_store_state`)."""
     import mlflow
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 

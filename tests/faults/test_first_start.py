@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 
+from retrainer.adapters.local_ml import LocalMLBackend
+from retrainer.settings import Settings
 
 HOSTS = 4
 # What a host's first invocations touch: a run lookup (tracking store), then the champion (registry store).
@@ -38,3 +42,27 @@ def test_hosts_starting_together_on_a_fresh_state_folder_all_work(tmp_path):
     results = [(host.wait(timeout=300), host.stderr.read()) for host in hosts]
     failed = [err.strip().splitlines()[-1] for code, err in results if code != 0]
     assert not failed, f"{len(failed)} of {HOSTS} hosts failed: {failed}"
+
+
+KILLED_WHILE_CREATING = """
+import sys
+from retrainer.localrun import store
+print("ready", flush=True)
+store.client(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("moment", [2.0, 3.0])
+def test_a_host_killed_while_creating_the_store_leaves_one_the_next_start_can_use(tmp_path, moment):
+    """Creating the tables takes seconds; a kill 2-3 s in lands among the migrations."""
+    uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    host = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_CREATING, uri], stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+    assert host.stdout.readline().strip() == "ready"
+    time.sleep(moment)
+    host.kill()
+    host.wait()
+
+    backend = LocalMLBackend(Settings(state_dir=tmp_path / "state"), blobs=None)
+    assert backend.find_run("retrainer.key_sha", "0" * 40) is None
+    assert backend.current_model("diabetes_model") is None

@@ -162,7 +162,7 @@ def audit(deps: Deps, keys: list[str], sink: Recorder) -> Audit:
 # ---------------------------------------------------------------- a host as a process, to be killed
 
 def start_host(env: dict[str, str], deliveries: list[Delivery], kill_at: str | None = None) -> subprocess.Popen:
-    """A host process handling `deliveries` in order; it prints "done N" after each. `kill_at`
+    """A host process handling `deliveries` in order; it prints "ready", then "done N" after each. `kill_at`
     ("port.method:n:before|after", e.g. "notifier.publish:1:after") makes it SIGKILL itself there."""
     command = [sys.executable, "-m", "tests.support.scenarios", json.dumps(deliveries)]
     if kill_at:
@@ -210,6 +210,7 @@ def _host_main(deliveries: list[Delivery], kill_at: str | None) -> None:
         where, nth, when = kill_at.split(":")
         port, method = where.split(".")
         deps = replace(deps, **{port: _KillAt(getattr(deps, port), method, int(nth), when)})
+    print("ready", flush=True)
     for index, delivery in enumerate(deliveries):
         deliver_one(deps, delivery)
         print(f"done {index}", flush=True)
