@@ -49,6 +49,10 @@ param quarantineContainerName string = 'quarantine'
 @description('Azure ML datastore on the incoming container (RETRAINER_DATASTORE).')
 param datastoreName string = 'training_data'
 
+@description('Azure ML SDK the functions use (RETRAINER_BACKEND): azureml (v1) or azureml_v2. The package must carry that SDK: requirements.txt (v1) or requirements-v2.txt copied over it (README, Running on SDK v2).')
+@allowed(['azureml', 'azureml_v2'])
+param mlBackend string = 'azureml'
+
 @description('Pipeline definition in pipeline_defs/ (RETRAINER_PIPELINE).')
 param pipelineName string = 'diabetes_training'
 
@@ -153,7 +157,7 @@ module function 'app/function.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     // Identity-based connections and the loop's wiring: no key or secret in any setting.
     retrainerSettings: {
-      RETRAINER_BACKEND: 'azureml'
+      RETRAINER_BACKEND: mlBackend
       RETRAINER_DATA_STORAGE__serviceUri: storage.outputs.dataBlobEndpoint
       RETRAINER_DATA_STORAGE__credential: 'managedidentity'
       RETRAINER_DATA_STORAGE__clientId: identity.outputs.clientId

@@ -14,4 +14,5 @@ if [ "${1:-}" = "--offline" ]; then
   # Before provisioning (the first `azd up`) there is no workspace yet: the version needs none.
   exec "$VENV/bin/python" -m retrainer publish --offline
 fi
-RETRAINER_BACKEND=azureml RETRAINER_AML_AUTH=cli exec "$VENV/bin/python" -m retrainer publish "$@"
+# The backend azd's environment chose (azd env set RETRAINER_BACKEND azureml_v2), else SDK v1.
+RETRAINER_BACKEND=${RETRAINER_BACKEND:-azureml} RETRAINER_AML_AUTH=cli exec "$VENV/bin/python" -m retrainer publish "$@"

@@ -48,6 +48,18 @@ def test_the_runtime_requirements_leave_out_the_pipeline_building_sdk():
     assert "-r requirements-publish.txt" in (REPO / "requirements-dev.txt").read_text()
 
 
+def test_a_v2_deployment_carries_sdk_v2_only_and_the_same_runtime_otherwise():
+    def pins(name: str) -> set[str]:
+        return {line.strip() for line in (REPO / name).read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+
+    v1, v2 = pins("requirements.txt"), pins("requirements-v2.txt")
+    assert not [line for line in v2 if line.startswith("azureml")], "a v2 package carries no SDK v1"
+    assert v2 - v1 == {"azure-ai-ml==1.35.2"}
+    assert v1 - v2 == {line for line in v1 if line.startswith("azureml-")}
+    assert "azure-ai-ml==1.35.2" in pins("requirements-publish.txt"), "the publish hook serves both backends"
+
+
 def test_the_packaged_files_load_the_app_without_the_pipeline_building_sdk(tmp_path):
     # The files the deployment uploads, alone in a folder, imported in a fresh interpreter in which
     # azureml.pipeline.steps cannot be imported: a module .funcignore drops, or a runtime import of the
