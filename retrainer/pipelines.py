@@ -125,6 +125,19 @@ def expected_version(name: str, manifest: Path | None = None) -> str | None:
     return versions.get(name)
 
 
+def deployed_version(name: str) -> str:
+    """The version of `name` the app was packaged with; PipelineNotPublished when it was packaged with none."""
+    from retrainer.ports import PipelineNotPublished
+
+    version = expected_version(name)
+    if version is None:
+        raise PipelineNotPublished(
+            f"this deployment records no version of pipeline {name!r} ({PUBLISHED_MANIFEST.name} is missing it): "
+            "deploy with `azd deploy` (its hooks publish), or run `python -m retrainer publish` before starting "
+            "the app")
+    return version
+
+
 def record_version(name: str, version: str, manifest: Path | None = None) -> None:
     """Note `name`'s version in the manifest (other pipelines' entries are kept)."""
     manifest = manifest or PUBLISHED_MANIFEST

@@ -57,7 +57,7 @@ class AzureMLBackend:
 
     def ensure_published(self, pipeline_name: str) -> PublishedPipelineRef:
         """The published pipeline this deployment expects, looked up: the endpoint's default must carry the
-        version `python -m retrainer publish` recorded when the app was packaged (pipelines.expected_version).
+        version `python -m retrainer publish` recorded when the app was packaged (pipelines.deployed_version).
         The functions never publish (building a definition needs azureml-pipeline-steps, which the runtime
         package leaves out), and never run another version than the one deployed with them."""
         with self._lock:
@@ -69,12 +69,7 @@ class AzureMLBackend:
         from retrainer import pipelines
 
         endpoint_name = self._settings.pipeline_endpoint
-        expected = pipelines.expected_version(pipeline_name)
-        if expected is None:
-            raise PipelineNotPublished(
-                f"this deployment records no version of pipeline {pipeline_name!r} "
-                f"({pipelines.PUBLISHED_MANIFEST.name} is missing it): deploy with `azd deploy` (its hooks "
-                "publish), or run `python -m retrainer publish` before starting the app")
+        expected = pipelines.deployed_version(pipeline_name)
         endpoint = self._find_endpoint(endpoint_name)
         if endpoint is None:
             raise PipelineNotPublished(

@@ -133,7 +133,7 @@ class AzureMLv2Backend:
     # ------------------------------------------------------------ pipelines
 
     def ensure_published(self, pipeline_name: str) -> PublishedPipelineRef:
-        """The pipeline component version this deployment expects (pipelines.expected_version, recorded by
+        """The pipeline component version this deployment expects (pipelines.deployed_version, recorded by
         `python -m retrainer publish`), looked up in the workspace; never registered from here."""
         with self._lock:
             if pipeline_name not in self._published:
@@ -143,12 +143,7 @@ class AzureMLv2Backend:
     def _look_up(self, pipeline_name: str) -> PublishedPipelineRef:
         from retrainer import pipelines
 
-        expected = pipelines.expected_version(pipeline_name)
-        if expected is None:
-            raise PipelineNotPublished(
-                f"this deployment records no version of pipeline {pipeline_name!r} "
-                f"({pipelines.PUBLISHED_MANIFEST.name} is missing it): deploy with `azd deploy` (its hooks "
-                "publish), or run `python -m retrainer publish` before starting the app")
+        expected = pipelines.deployed_version(pipeline_name)
         component = self._registered(pipeline_name, expected)
         if component is None:
             raise PipelineNotPublished(
