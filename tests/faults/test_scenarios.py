@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from retrainer import handlers, policy
 from retrainer.retry import Retry
 from tests.support import local_stack, scenarios
 from tests.support.fault_proxy import proxied_connection_string, random_faults
@@ -101,28 +102,32 @@ KILLS = {
 }
 
 
-@pytest.mark.parametrize("case", KILLS)
-def test_a_host_killed_at_a_chosen_point_leaves_nothing_stuck(stack, case):
-    phase, kill_at, outcome_unknown = KILLS[case]
-    keys = stack.files(1)
-    [name] = names_of(keys)
+def test_hosts_killed_at_chosen_points_leave_nothing_stuck(stack):
+    keys = dict(zip(KILLS, stack.files(len(KILLS))))
     host = stack.host()
-    if phase == "blob":
-        assert scenarios.delivered(scenarios.start_host(stack.env, [{"blob": name}], kill_at)) == 0
-        scenarios.deliver_one(host, {"blob": name})         # the queue delivers the message again
-    else:
-        scenarios.deliver_one(host, {"blob": name})
-        wait_for(lambda: scenarios.posted_run_events(stack.run_events), "the run's event")
-        [event] = scenarios.posted_run_events(stack.run_events)
-        assert scenarios.delivered(scenarios.start_host(stack.env, [{"event": event}], kill_at)) == 0
-    scenarios.settle(host, keys, stack.run_events, SETTLE)
-    report = scenarios.audit(host, keys, stack.sink)
+    for case, key in keys.items():
+        phase, kill_at, _ = KILLS[case]
+        [name] = names_of([key])
+        if phase == "blob":
+            assert scenarios.delivered(scenarios.start_host(stack.env, [{"blob": name}], kill_at)) == 0, case
+        scenarios.deliver_one(host, {"blob": name})         # the queue delivers the message (again)
+    for case, key in keys.items():
+        phase, kill_at, _ = KILLS[case]
+        if phase == "event":
+            run_id = host.ledger.get(key).fields["run_id"]
+            event = wait_for(lambda: next((e for e in scenarios.posted_run_events(stack.run_events)
+                                           if e["data"]["runId"] == run_id), None), f"the run event ({case})")
+            assert scenarios.delivered(scenarios.start_host(stack.env, [{"event": event}], kill_at)) == 0, case
+    scenarios.settle(host, list(keys.values()), stack.run_events, SETTLE)
+    report = scenarios.audit(host, list(keys.values()), stack.sink)
 
-    assert report.final == 1 and not report.unnotified, (report.line(), report.states)
+    assert report.final == len(KILLS) and not report.unnotified, (report.line(), report.states)
     assert not report.runs_doubled, report.line()
     sent = local_stack.Sent.of(stack.sink).ids
-    assert len(set(sent)) == 1, "one notification id"
-    assert len(sent) == (2 if outcome_unknown else 1), "resent (same id) only when the send's outcome is unknown"
+    for case, key in keys.items():
+        expected = 2 if KILLS[case][2] else 1      # resent (same id) only when the send's outcome is unknown
+        assert sent.count(policy.notification_id(key, handlers.MODEL_REJECTED)) == expected, case
+    assert len(sent) == len(KILLS) + 1, "no other notification"
 
 
 def test_a_run_worker_killed_while_its_host_lives_is_failed_and_reported(stack):
