@@ -1,6 +1,7 @@
 """Ingest benchmark: drop many small files at once into the incoming container of a running dev host.
 
-    .venv/bin/python bench/ingest.py [--files 1000] [--rows 20] [--timeout 3600] [--workers N] [--json PATH]
+    .venv/bin/python bench/ingest.py [--files 1000] [--rows 20] [--timeout 3600] [--workers N] [--until submitted]
+                                     [--json PATH]
 
 The real function_app runs on an in-process DevHost (its own Azurite, auth on, the local backend), routed to the
 one-step pipeline pipeline_defs/bench_trivial.py. A file takes Azure's path: its upload -> the host's storage scan
@@ -50,6 +51,7 @@ LEDGER_TABLE = "retrainerledger"
 FINAL = {"registered", "model_rejected", "failed", "rejected"}
 SCAN_PAUSE = 0.5       # seconds between reads of the ledger table
 COMPLETE = "every file reached a final state"
+SUBMITTED = "every file was submitted (--until submitted)"
 EXIT_GRACE = 30.0      # seconds the run workers get to exit by themselves once every file is final
 
 
@@ -144,8 +146,8 @@ def withdraw(host: DevHost, keep: set[str]) -> int:
     return len(names)
 
 
-def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: MemoryGuard) -> str:
-    """Read the ledger until every file is final; returns why it stopped."""
+def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: MemoryGuard, until: str) -> str:
+    """Read the ledger until every file is final (or submitted, `until`); returns why it stopped."""
     table = TableClient.from_connection_string(host.connection_string, LEDGER_TABLE)
     shown = 0.0
     while True:
@@ -167,6 +169,8 @@ def watch(host: DevHost, files: dict[str, FileTimes], deadline: float, guard: Me
                   f"{available_mb():6d} MB available", flush=True)
         if completed == len(files):
             return COMPLETE
+        if until == "submitted" and submitted == len(files):
+            return SUBMITTED
         if guard.tripped.is_set():
             return guard.reason
         if time.monotonic() >= deadline:
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop when available memory falls below this (default 4096)")
     parser.add_argument("--poll-interval", help="DEVHOST_POLL_INTERVAL in seconds (default: the host's, 1)")
     parser.add_argument("--workers", type=int, help="DEVHOST_WORKERS, invocations at once (default: the host's, 4)")
+    parser.add_argument("--until", choices=("final", "submitted"), default="final",
+                        help="stop when every file is final (default) or as soon as every file is submitted")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = parser.parse_args(argv)
     if args.files < 1 or args.rows < 1 or args.upload_threads < 1:
@@ -291,14 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             files = upload_all(host, args.files, args.rows, args.upload_threads)
             uploaded = time.time()
             print(f"  uploaded {len(files)} files in {uploaded - started:.1f}s", flush=True)
-            stopped = watch(host, files, deadline, guard)
+            stopped = watch(host, files, deadline, guard, args.until)
         except KeyboardInterrupt:
             pass
         finally:
             guard.stop()
             finished = stopped == COMPLETE
             ended = end_workers(EXIT_GRACE if finished else 0)
-            if not finished:
+            if stopped not in (COMPLETE, SUBMITTED):
                 withdrawn = withdraw(host, {t.name for t in files.values() if t.claimed is not None})
                 print(f"withdrew {withdrawn} files not taken yet, so the host's queued invocations end at once",
                       flush=True)

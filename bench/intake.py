@@ -14,7 +14,8 @@
   the data contract warms the same rejection path; then the host's peak RSS is reset (/proc/PID/clear_refs) and
   a file of 1 GiB + 1 byte is uploaded in staged blocks (this process holds one 8 MiB block); the host's peak
   RSS once the file is rejected, against its RSS before.
-- burst: bench/ingest.py in its own process (1,000 files at once to pipeline_defs/bench_trivial.py).
+- burst: bench/ingest.py in its own process (1,000 files at once to pipeline_defs/bench_trivial.py), stopped once
+  every file is submitted (its completion figures: run bench/ingest.py alone).
 
 Everything runs on loopback and stops by itself. It prints figures; it never passes or fails on time.
 """
@@ -356,7 +357,8 @@ def wait(probe: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def burst(files: int, workers: int | None, poll_interval: float | None) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, str(REPO / "bench" / "ingest.py"), "--files", str(files), "--json", out.name]
+        command = [sys.executable, str(REPO / "bench" / "ingest.py"), "--files", str(files), "--until", "submitted",
+                   "--json", out.name]
         if workers:
             command += ["--workers", str(workers)]
         if poll_interval:
