@@ -158,8 +158,11 @@ def _kill_own_workers(rng: random.Random, count: int, stop: threading.Event, tal
 
 
 def _kill_a_worker(stack: Stack, rng: random.Random, host_pid: int) -> str | None:
-    """SIGKILL one run worker of the stack; whether its host (the process that started it) was alive."""
-    workers = _workers_of(stack.settings.state_dir)
+    """SIGKILL one run worker of the stack (waiting up to 3 s for one); whether its host (the process that
+    started it) was alive."""
+    deadline = time.monotonic() + 3.0
+    while not (workers := _workers_of(stack.settings.state_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if not workers:
         return None
     victim = rng.choice(workers)
