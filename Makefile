@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/localrun.py
 	$(PY) bench/coldstart.py
 	$(PY) bench/intake.py    # its burst runs bench/ingest.py
+	$(PY) bench/faults.py
 
 # The deployment package as the remote build makes it (app files less .funcignore, pip install -r
 # requirements.txt), with its size. PACKAGE_DIR=/tmp/... keeps it out of the checkout.
