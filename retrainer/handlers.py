@@ -430,6 +430,18 @@ def _reconcile_claimed(deps: Deps, entry: LedgerEntry) -> Outcome:
 
 # ---------------------------------------------------------------- lineage reads (HTTP API)
 
+def overdue(deps: Deps) -> dict[str, int]:
+    """Rows past their bound, by what they wait for (the health endpoint's details): claims past the lease,
+    submitted runs past the deadline, final rows whose notification is pending past the lease. Reconcile
+    works on each at every sweep; a count that stays above 0 from one sweep to the next is stuck work."""
+    settings, now = deps.settings, deps.clock()
+    lease = timedelta(minutes=settings.claim_lease_minutes)
+    deadline = timedelta(minutes=settings.run_deadline_minutes)
+    return {"claimed": len(deps.ledger.list_in_state(State.CLAIMED, now - lease)),
+            "submitted": len(deps.ledger.list_in_state(State.SUBMITTED, now - deadline)),
+            "unnotified": len(deps.ledger.list_unnotified(now - lease))}
+
+
 def queue_depths(deps: Deps) -> dict[str, int]:
     """How many messages wait in each work queue and its poison queue (the health endpoint's details)."""
     return deps.queues.depths()

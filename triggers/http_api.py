@@ -58,15 +58,18 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health_details(req: func.HttpRequest) -> func.HttpResponse:
-    """The status with the non-secret settings (or what is misconfigured) and the work queues' depths, behind
-    the function key. Messages in a poison queue make the status "attention": work the host gave up on."""
+    """The status with the non-secret settings (or what is misconfigured), the work queues' depths and the
+    ledger rows past their bound, behind the function key. Messages in a poison queue (work the host gave up
+    on) or overdue rows make the status "attention"."""
     response = _health(details=True)
     if response.status_code != 200:
         return response
-    queues = handlers.queue_depths(bootstrap.deps())
+    deps = bootstrap.deps()
+    queues, late = handlers.queue_depths(deps), handlers.overdue(deps)
     poisoned = sum(count for name, count in queues.items() if name.endswith(intake.POISON_SUFFIX))
     document = json.loads(response.get_body())
-    return _json(200, {**document, "status": "attention" if poisoned else "ok", "queues": queues})
+    return _json(200, {**document, "status": "attention" if poisoned or any(late.values()) else "ok",
+                       "queues": queues, "overdue": late})
 
 
 def _health(details: bool) -> func.HttpResponse:

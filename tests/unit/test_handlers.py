@@ -757,3 +757,15 @@ def test_a_retried_request_with_its_idempotency_key_submits_once(deps):
     assert (first.action, again.action, other.action) == (Action.SUBMITTED, Action.DUPLICATE, Action.SUBMITTED)
     assert first.key == again.key == "manual:client-7"
     assert len(deps.backend.submissions) == 2
+
+
+def test_overdue_counts_the_rows_past_their_bound(deps):
+    finished_but_unsent(deps)                              # final, its notification pending
+    arrive(deps, "other.csv")                              # submitted, its run running
+    deps.ledger.claim("manual:held", "manual", {})         # claimed, its holder gone
+    assert handlers.overdue(deps) == {"claimed": 0, "submitted": 0, "unnotified": 0}, "all within their bound"
+
+    deps.clock.advance(minutes=11)
+    assert handlers.overdue(deps) == {"claimed": 1, "submitted": 0, "unnotified": 1}
+    deps.clock.advance(minutes=180)
+    assert handlers.overdue(deps) == {"claimed": 1, "submitted": 1, "unnotified": 1}

@@ -10,8 +10,9 @@ import azure.functions as func
 import pytest
 
 from retrainer import bootstrap
-from retrainer.ports import PoisonedMessage
-from tests.unit.fakes import FakeWorkQueues
+from retrainer.ports import PoisonedMessage, State
+from retrainer.settings import Settings
+from tests.unit.fakes import Clock, FakeLedger, FakeWorkQueues
 from triggers import http_api
 
 SETTINGS = {"RETRAINER_BACKEND": "azureml", "RETRAINER_AML_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
@@ -48,9 +49,20 @@ def test_anonymous_health_answers_the_status_only(functions, configured):
 
 
 @pytest.fixture
-def queues(monkeypatch) -> FakeWorkQueues:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(clock) -> FakeLedger:
+    return FakeLedger(clock)
+
+
+@pytest.fixture
+def queues(monkeypatch, clock, ledger) -> FakeWorkQueues:
     queues = FakeWorkQueues()
-    monkeypatch.setattr(bootstrap, "deps", lambda: SimpleNamespace(queues=queues))
+    monkeypatch.setattr(bootstrap, "deps", lambda: SimpleNamespace(queues=queues, ledger=ledger, clock=clock,
+                                                                   settings=Settings()))
     return queues
 
 
@@ -62,6 +74,17 @@ def test_health_details_need_the_function_key_and_show_no_secret(functions, conf
     assert status == 200 and body["settings"]["aml_workspace"] == "ml-ws"
     assert "c2VjcmV0" not in json.dumps(body)
     assert body["status"] == "ok" and body["queues"] == {"retrainer-blob-events-poison": 0}
+    assert body["overdue"] == {"claimed": 0, "submitted": 0, "unnotified": 0}
+
+
+def test_a_row_past_its_bound_asks_for_attention_behind_the_key(functions, configured, queues, ledger, clock):
+    claimed = ledger.claim("blob:incoming/a.csv@1", "blob", {}).entry
+    ledger.update(claimed, State.REGISTERED, {"notified": False})     # its sender died
+    clock.advance(minutes=Settings().claim_lease_minutes + 1)
+
+    assert get(functions, "health", "health") == (200, {"status": "ok"})
+    status, body = get(functions, "health_details", "health/details")
+    assert (status, body["status"], body["overdue"]["unnotified"]) == (200, "attention", 1)
 
 
 def test_poisoned_work_asks_for_attention_behind_the_key(functions, configured, queues):
