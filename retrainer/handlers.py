@@ -377,7 +377,8 @@ def _report_poisoned(deps: Deps, message: PoisonedMessage) -> Outcome:
     key = policy.poison_key(message.queue, message.id)
     claim = deps.ledger.claim(key, "poison", {"queue": message.queue, "message_id": message.id,
                                               "inserted": message.inserted, "body": message.body})
-    if not claim.won:
+    stale = policy.claim_is_stale(claim.entry, deps.clock(), deps.settings.claim_lease_minutes)
+    if not claim.won and not stale:     # reported, or being reported; a reporter that died is taken over
         return _duplicate(deps, claim.entry)
     reason = (f"the host gave up on a message of {message.queue.removesuffix(intake.POISON_SUFFIX)} after "
               "host.json's maxDequeueCount attempts; see the failed invocations' logs, then replay or delete it")

@@ -521,6 +521,21 @@ def test_reconcile_reports_each_poisoned_message_once(deps):
     assert data["body"] == body and "retrainer-blob-events" in data["reason"]
 
 
+def test_a_poisoned_message_whose_reporter_died_is_reported_after_the_lease(deps):
+    from retrainer.ports import PoisonedMessage
+
+    message = PoisonedMessage("retrainer-run-events-poison", "m-2", deps.clock(), "{}")
+    deps.queues.poison.append(message)
+    deps.ledger.claim(policy.poison_key(message.queue, message.id), "poison", {})     # claimed, then the host died
+
+    during = list(handlers.reconcile(deps))
+    deps.clock.advance(minutes=SETTINGS.claim_lease_minutes)
+    after = list(handlers.reconcile(deps))
+
+    assert [o.action for o in during] == [Action.DUPLICATE] and [o.action for o in after] == [Action.FAILED]
+    assert deps.notifier.types() == [handlers.WORK_POISONED]
+
+
 def test_reconcile_finishes_a_cancelled_run_past_its_deadline(deps):
     key, run_id = submitted(deps)
     deps.backend.finish(run_id, status=RunStatus.CANCELED)
