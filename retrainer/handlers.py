@@ -160,7 +160,8 @@ def _submit(deps: Deps, entry: LedgerEntry, data_path: str, data_version: str, t
     except PipelineNotPublished as error:
         _alert_pipeline_unavailable(deps, error)
         raise
-    run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(entry.key))    # a crashed attempt may have submitted already
+    # a crashed attempt may have submitted already
+    run = deps.backend.find_run(policy.TAG_KEY_HASH, policy.key_digest(entry.key))
     if run is None:
         tags = policy.run_tags(entry.key, trigger, ref.version, blob=blob, etag=etag)
         run = deps.backend.submit(ref, {"input_data": data_path, "input_data_version": data_version},
@@ -361,14 +362,14 @@ def reconcile(deps: Deps) -> Iterator[Outcome]:
     settings, now = deps.settings, deps.clock()
     lease = timedelta(minutes=settings.claim_lease_minutes)
     for entry in deps.ledger.list_in_state(State.SUBMITTED, now - timedelta(minutes=settings.run_deadline_minutes)):
-        yield _guarded(entry, lambda e=entry: _reconcile_submitted(deps, e))
+        yield _guarded(entry.key, lambda e=entry: _reconcile_submitted(deps, e))
     for entry in deps.ledger.list_in_state(State.CLAIMED, now - lease):
         if policy.claim_is_stale(entry, now, settings.claim_lease_minutes):
-            yield _guarded(entry, lambda e=entry: _reconcile_claimed(deps, e))
+            yield _guarded(entry.key, lambda e=entry: _reconcile_claimed(deps, e))
     for entry in deps.ledger.list_unnotified(now - lease):
-        yield _guarded(entry, lambda e=entry: _duplicate(deps, e))
+        yield _guarded(entry.key, lambda e=entry: _duplicate(deps, e))
     for message in deps.queues.poisoned(POISON_PEEK):
-        yield _report_poisoned(deps, message)
+        yield _guarded(policy.poison_key(message.queue, message.id), lambda m=message: _report_poisoned(deps, m))
 
 
 def _report_poisoned(deps: Deps, message: PoisonedMessage) -> Outcome:
@@ -390,12 +391,12 @@ def _report_poisoned(deps: Deps, message: PoisonedMessage) -> Outcome:
     return _done(Action.FAILED, key, reason, level=logging.ERROR)
 
 
-def _guarded(entry: LedgerEntry, work: Callable[[], Outcome]) -> Outcome:
+def _guarded(key: str, work: Callable[[], Outcome]) -> Outcome:
     """One row's trouble must not stop the sweep: it is logged and the row is tried next time."""
     try:
         return work()
     except Exception as error:  # noqa: BLE001 - reported per row, retried by the next sweep
-        return _done(Action.FAILED, entry.key, f"reconcile could not settle the row: {error}",
+        return _done(Action.FAILED, key, f"reconcile could not settle the row: {error}",
                      level=logging.ERROR, error=str(error))
 
 
