@@ -77,8 +77,29 @@ def _describe(error: BaseException) -> str:
 
 
 def _name(operation: Callable) -> str:
-    return getattr(operation, "__qualname__", None) or repr(operation)
+    name = getattr(operation, "__qualname__", None)
+    return name if isinstance(name, str) else repr(operation)
 
 
 retry = Retry()
 """The policy every adapter uses unless given another: `retry(operation, *args, **kwargs)`."""
+
+
+def once(create: Callable[..., T], made_by_earlier_attempt: Callable[[], T | None]) -> Callable[..., T]:
+    """`create` made safe to retry: every attempt after the first looks first for what an earlier one made
+    (its outcome is unknown when its response was lost) and returns that instead of creating another."""
+    attempted = False
+
+    def attempt(*args, **kwargs):
+        nonlocal attempted
+        if attempted and (made := made_by_earlier_attempt()) is not None:
+            return made
+        attempted = True
+        return create(*args, **kwargs)
+
+    # Named as `create` for the retry log and the fault seam's tests. Not functools.wraps: an autospec'd SDK
+    # method's __name__ is not a string.
+    name = getattr(create, "__name__", None)
+    attempt.__name__ = name if isinstance(name, str) else repr(create)
+    attempt.__qualname__ = _name(create)
+    return attempt

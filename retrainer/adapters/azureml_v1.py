@@ -337,31 +337,23 @@ class AzureMLBackend:
                        properties: Mapping[str, str]) -> ModelRef:
         from azureml.core import Model, Run
 
+        from retrainer.retry import once
+
         step = run.model_step(self._settings.model_step)
         workspace = self._workspace()
         step_run = _retrying(Run.get, workspace, step.run_id)
         holder = self._output_holder(step_run, _retrying(step_run.get_details))
         model_tags = {**{k: v for k, v in run.tags.items() if k in (TAG_BLOB, TAG_KEY_HASH, TAG_PIPELINE_VERSION)},
                       **tags, TAG_RUN_ID: run.run_id}
-        attempted = False
-
-        def register_unless_already_registered(local_file: Path) -> Any:
-            # The run id tag is set with the registration itself, so a version a lost response hid is found.
-            nonlocal attempted
-            if attempted:
-                found = self._models(name, tags=[[TAG_RUN_ID, run.run_id]])
-                if found:
-                    return min(found, key=lambda m: m.version)
-            attempted = True
-            return Model.register(workspace=workspace, model_path=str(local_file), model_name=name,
-                                  tags={k: str(v) for k, v in model_tags.items()},
-                                  properties={k: str(v) for k, v in properties.items()},
-                                  description=f"from run {run.run_id}, step {step.name}")
-
+        # The run id tag is set with the registration itself, so a version a lost response hid is found.
+        register = once(Model.register, lambda: self._version_of_run(name, run.run_id))
         with tempfile.TemporaryDirectory(prefix="retrainer-model-") as folder:
             local_file = Path(folder) / PurePosixPath(path).name
             _retrying(holder.download_file, name=path, output_file_path=str(local_file))
-            model = _retrying(register_unless_already_registered, local_file)
+            model = _retrying(register, workspace=workspace, model_path=str(local_file), model_name=name,
+                              tags={k: str(v) for k, v in model_tags.items()},
+                              properties={k: str(v) for k, v in properties.items()},
+                              description=f"from run {run.run_id}, step {step.name}")
         return _model_ref(model)
 
     def current_model(self, name: str) -> ModelRef | None:
@@ -369,8 +361,13 @@ class AzureMLBackend:
         return _model_ref(max(models, key=lambda m: m.version)) if models else None
 
     def find_model(self, name: str, run_id: str) -> ModelRef | None:
-        models = _retrying(self._models, name, tags=[[TAG_RUN_ID, run_id]])
-        return _model_ref(min(models, key=lambda m: m.version)) if models else None
+        model = _retrying(self._version_of_run, name, run_id)
+        return _model_ref(model) if model else None
+
+    def _version_of_run(self, name: str, run_id: str) -> Any | None:
+        """The first version of `name` registered from `run_id` (one query, not retried here)."""
+        models = self._models(name, tags=[[TAG_RUN_ID, run_id]])
+        return min(models, key=lambda m: m.version) if models else None
 
     def _models(self, name: str, **filters: Any) -> list:
         """One registry query, not retried here: callers retry around it. Tag filters are [key, value] pairs."""

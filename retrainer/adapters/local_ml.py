@@ -15,21 +15,18 @@ makes a second run or version.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Mapping
 
 from retrainer.policy import TAG_KEY_HASH, TAG_RUN_ID
 from retrainer.ports import BlobStore, ModelRef, PublishedPipelineRef, RunInfo, RunRef, RunStatus
-from retrainer.retry import Retry, retry as default_retry
+from retrainer.retry import Retry, once, retry as default_retry
 from retrainer.settings import Settings, user_cache_dir
-
-T = TypeVar("T")
 
 TAG_LOCAL_JOB = "retrainer.local_job"    # what the run worker needs, set with the run's creation
 
@@ -127,7 +124,7 @@ class LocalMLBackend:
         # (adapters/azureml_v1.py submit): a crash before the job is queued leaves a run that find_run
         # finds and queues. The runner sets the pipeline name again when it starts; a queued run shows it.
         job = {"pipeline": ref.name, "experiment": experiment, "parameters": dict(parameters)}
-        run = self._call(_once(client.create_run, made_by_a_lost_attempt), experiment_id,
+        run = self._call(once(client.create_run, made_by_a_lost_attempt), experiment_id,
                          run_name=f"{ref.name}-{ref.version[:8]}",
                          tags={**tags, TAG_PIPELINE: ref.name, TAG_LOCAL_JOB: json.dumps(job)})
         run_id = run.info.run_id
@@ -216,7 +213,7 @@ class LocalMLBackend:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         version_tags = {**properties, **tags, TAG_RUN_ID: run.run_id}
-        version = self._call(_once(client.create_model_version, lambda: self._version_of_run(name, run.run_id)),
+        version = self._call(once(client.create_model_version, lambda: self._version_of_run(name, run.run_id)),
                              name, source=f"runs:/{step.run_id}/{path}", run_id=step.run_id, tags=version_tags)
         return _model_ref(version)
 
@@ -239,22 +236,6 @@ class LocalMLBackend:
         from retrainer.localrun import store
 
         return store.client(self._settings.mlflow_tracking_uri)
-
-
-def _once(create: Callable[..., T], made_by_earlier_attempt: Callable[[], T | None]) -> Callable[..., T]:
-    """`create` made safe to retry: every attempt after the first looks first for what an earlier one made
-    (its outcome is unknown when its response was lost) and returns that instead of creating another."""
-    attempted = False
-
-    @functools.wraps(create)
-    def attempt(*args, **kwargs):
-        nonlocal attempted
-        if attempted and (made := made_by_earlier_attempt()) is not None:
-            return made
-        attempted = True
-        return create(*args, **kwargs)
-
-    return attempt
 
 
 def _model_ref(version) -> ModelRef:
