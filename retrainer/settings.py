@@ -65,7 +65,7 @@ class Settings:
     aml_subscription_id: str = LOCAL_SUBSCRIPTION    # RETRAINER_AML_SUBSCRIPTION_ID
     aml_resource_group: str = "local"                # RETRAINER_AML_RESOURCE_GROUP
     aml_workspace: str = "local"                     # RETRAINER_AML_WORKSPACE
-    aml_auth: str = "msi"                # RETRAINER_AML_AUTH: "msi" | "default" | "service_principal" | "cli"
+    aml_auth: str = "msi"                            # RETRAINER_AML_AUTH: msi | default | service_principal | cli
     aml_tenant_id: str | None = None                 # RETRAINER_AML_TENANT_ID
     aml_client_id: str | None = None                 # RETRAINER_AML_CLIENT_ID (also the user-assigned MSI)
     aml_client_secret: str | None = _secret()        # RETRAINER_AML_CLIENT_SECRET
@@ -125,7 +125,7 @@ class Settings:
         return settings
 
     def _check(self) -> None:
-        _one_of("RETRAINER_BACKEND", self.backend, ("azureml", "azureml_v2", "local"))
+        _one_of("RETRAINER_BACKEND", self.backend, (*AZURE_ML_BACKENDS, "local"))
         _one_of("RETRAINER_AML_AUTH", self.aml_auth, ("msi", "default", "service_principal", "cli"))
         if "/" not in self.incoming_path:
             raise SettingsError("RETRAINER_INCOMING_PATH must be 'container/{name}' "
