@@ -86,15 +86,7 @@ def add_check_azureml(commands: argparse._SubParsersAction) -> None:
 
 
 def check_azureml_command(args: argparse.Namespace) -> int:
-    from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        raise BadInput(str(error)) from None
-    if settings.backend not in AZURE_ML_BACKENDS:
-        raise BadInput("check-azureml needs RETRAINER_BACKEND=azureml (or azureml_v2) and the RETRAINER_AML_* "
-                       "settings")
+    settings = _azure_ml_settings("check-azureml")
 
     from retrainer.bootstrap import azure_ml_backend
 
@@ -121,10 +113,9 @@ def host_command(args: argparse.Namespace) -> int:
 
 def publish_command(args: argparse.Namespace) -> int:
     from retrainer import pipelines
-    from retrainer.settings import AZURE_ML_BACKENDS, Settings, SettingsError
 
+    settings = _settings() if args.offline else _azure_ml_settings("publish")
     try:
-        settings = Settings.from_env()
         if args.offline:
             # Workspace-less datastores of the same names: only a datastore's name enters the version, so this
             # is the version the workspace's datastores give (AzureMLBackend.definition).
@@ -134,10 +125,7 @@ def publish_command(args: argparse.Namespace) -> int:
                 datastore=pipelines.local_datastore(settings.datastore, settings.incoming_container),
                 intermediate_datastore=pipelines.local_datastore(intermediate, intermediate) if intermediate else None)
             version = pipelines.pipeline_version(definition)
-        elif settings.backend not in AZURE_ML_BACKENDS:
-            raise BadInput("publish needs RETRAINER_BACKEND=azureml (or azureml_v2) and the RETRAINER_AML_* settings "
-                           "of the workspace (the local backend runs the definition as it is)")
-    except (SettingsError, pipelines.UnknownPipelineError) as error:
+    except pipelines.UnknownPipelineError as error:
         raise BadInput(str(error)) from None
 
     manifest = args.manifest or pipelines.PUBLISHED_MANIFEST
@@ -160,6 +148,25 @@ def publish_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _settings():
+    from retrainer.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        raise BadInput(str(error)) from None
+
+
+def _azure_ml_settings(command: str):
+    """The settings, which must name an Azure ML workspace: `command` has nothing to do on the local backend."""
+    from retrainer.settings import AZURE_ML_BACKENDS
+
+    settings = _settings()
+    if settings.backend not in AZURE_ML_BACKENDS:
+        raise BadInput(f"{command} needs RETRAINER_BACKEND=azureml (or azureml_v2) and the RETRAINER_AML_* settings")
+    return settings
+
+
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else "(no message)"
@@ -168,15 +175,14 @@ def _first_line(error: BaseException) -> str:
 def run_local_command(args: argparse.Namespace) -> int:
     parameters = _parse_params(args.param)
     from retrainer.pipelines import UnknownPipelineError, load_definition, local_datastore, pipeline_version
-    from retrainer.settings import Settings, SettingsError
 
+    settings = _settings()
     try:
-        settings = Settings.from_env()
         if args.state_dir is not None:
             settings = _with_state_dir(settings, args.state_dir)
         definition = load_definition(args.pipeline, compute_target=settings.compute_target,
                                      datastore=local_datastore(settings.datastore, settings.incoming_container))
-    except (SettingsError, UnknownPipelineError) as error:
+    except UnknownPipelineError as error:
         raise BadInput(str(error)) from None
 
     from retrainer.localrun import PipelineDefinitionError, PipelineInputError, run_pipeline
