@@ -344,13 +344,12 @@ def _azurite_connection(log: Path) -> str | None:
 
 
 def wait(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+    from devhost.polling import poll
+
+    found = poll(probe, timeout, interval=0.1)
+    if not found:
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+    return found
 
 
 # ---------------------------------------------------------------- burst

@@ -9,9 +9,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from devhost.polling import poll
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
@@ -79,13 +80,14 @@ def start(data_dir: Path | None = None, timeout: float = 30.0) -> Azurite:
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                cwd=workdir, env={**os.environ, "AZURITE_ACCEPT_EULA": "true"})
     azurite = Azurite(*ports, process=process, workdir=workdir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise AzuriteError(f"Azurite exited with code {process.returncode}; see {workdir / 'azurite.log'}")
-        if all(_listening(p) for p in ports):
-            return azurite
-        time.sleep(0.1)
+        return all(_listening(p) for p in ports)
+
+    if poll(listening, timeout, interval=0.1):
+        return azurite
     azurite.stop()
     raise AzuriteError(f"Azurite did not start within {timeout:.0f}s; see {workdir / 'azurite.log'}")
 

@@ -20,6 +20,7 @@ import httpx
 from azure.storage.blob import BlobServiceClient
 
 from devhost import azurite, local_loop
+from devhost.polling import poll
 from devhost.host import DevHost
 from devhost.settings import HostSettings
 
@@ -64,13 +65,10 @@ class Demo:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def wait(self, stage: str, probe: Callable[[], Any], timeout: float = STAGE_TIMEOUT) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = probe()
-            if found:
-                return found
-            time.sleep(0.25)
-        raise StageMissing(f"{stage} did not happen within {timeout:.0f}s")
+        found = poll(probe, timeout, interval=0.25)
+        if not found:
+            raise StageMissing(f"{stage} did not happen within {timeout:.0f}s")
+        return found
 
     def rows(self) -> list[dict]:
         response = self.api.get("/api/runs", params={"limit": 50})

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from devhost.polling import poll
 from retrainer import handlers, policy
 from retrainer.events import parse_event
 from retrainer.handlers import Deps
@@ -92,14 +94,13 @@ def posted_run_events(recorder: Recorder) -> list[dict]:
 
 def wait_for_runs(deps: Deps, keys: list[str], run_events: Recorder, timeout: float) -> None:
     """Until every submitted key's run has posted its event or ended (a killed worker posts none)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> bool:
         posted = {e["data"]["runId"] for e in posted_run_events(run_events)}
         open_runs = [e.fields["run_id"] for e in map(deps.ledger.get, keys)
                      if e and e.state == State.SUBMITTED and e.fields.get("run_id") not in posted]
-        if all(deps.backend.get_run(run_id).status in ("Completed", "Failed", "Canceled") for run_id in open_runs):
-            return
-        time.sleep(0.5)
+        return all(deps.backend.get_run(run_id).status in ("Completed", "Failed", "Canceled") for run_id in open_runs)
+
+    poll(ended, timeout, interval=0.5)
 
 
 def settle(deps: Deps, keys: list[str], run_events: Recorder, timeout: float, pause: float = 0.5) -> float:

@@ -2,18 +2,16 @@
 never a performance expectation."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
+
+from devhost.polling import poll
 
 DEADLINE = 180.0
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
     """Poll `condition` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+    result = poll(condition, timeout, interval=0.05)
+    if not result:
+        raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+    return result
