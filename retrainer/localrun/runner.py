@@ -329,7 +329,8 @@ def output_path_on_datastore(step_run_id: str, output_name: str) -> str:
     """Where Azure ML writes a step's PipelineData on its datastore: `azureml/<step run id>/<output name>/`
     (a step's log gives its output as `wasbs://<container>@<account>/azureml/<run id>/output_test`,
     Azure/AML-Kubernetes#23; the datastore is PipelineData's `datastore`, "if not specified, the default
-    datastore is used": https://learn.microsoft.com/python/api/azureml-pipeline-core/azureml.pipeline.core.pipelinedata)."""
+    datastore is used":
+    https://learn.microsoft.com/python/api/azureml-pipeline-core/azureml.pipeline.core.pipelinedata)."""
     return f"azureml/{step_run_id}/{output_name}"
 
 
